@@ -1,0 +1,1 @@
+"""The RLM engine: imports neither IPython nor widgets, so it runs anywhere."""

@@ -1,0 +1,75 @@
+"""What the root model learns about the context: its type, size and a short preview, never more.
+
+The whole context goes to the sandbox once; the root prompt carries only this summary, so a
+100 MB string costs the root model a few hundred tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+PREVIEW_CHARS = 400
+
+
+def normalize_context(context: Any) -> Any:
+    """Paths become their text; everything else is passed through untouched (no copies)."""
+    if isinstance(context, Path):
+        return context.read_text(encoding="utf-8", errors="replace")
+    return context
+
+
+def type_name(context: Any) -> str:
+    if context is None:
+        return "None"
+    cls = type(context)
+    module = cls.__module__
+    if module.startswith("pandas"):
+        return f"pandas.{cls.__name__}"
+    return cls.__name__
+
+
+def _preview(text: str, limit: int = PREVIEW_CHARS) -> str:
+    text = text[:limit]
+    return text + ("..." if len(text) == limit else "")
+
+
+def describe_context(context: Any) -> str:
+    """One paragraph for the root prompt."""
+    name = type_name(context)
+    if context is None:
+        return "empty (None)."
+    if isinstance(context, str):
+        lines = context.count("\n") + 1
+        return (f"a str of {len(context):,} characters in {lines:,} lines. "
+                f"It starts:\n{_preview(context)!r}")
+    if name == "pandas.DataFrame":
+        cols = ", ".join(f"{c} ({t})" for c, t in list(context.dtypes.astype(str).items())[:30])
+        return (f"a pandas DataFrame with {len(context):,} rows and {context.shape[1]} columns: "
+                f"{cols}. First rows:\n{_preview(context.head(3).to_string())}")
+    if name == "pandas.Series":
+        return f"a pandas Series of {len(context):,} values. First values:\n{_preview(context.head(5).to_string())}"
+    if isinstance(context, dict):
+        keys = list(context.keys())
+        parts = []
+        for key in keys[:10]:
+            value = context[key]
+            parts.append(f"{key!r}: {type_name(value)} of size {_size(value)}")
+        more = f" (+{len(keys) - 10} more keys)" if len(keys) > 10 else ""
+        return f"a dict with {len(keys):,} keys{more}: " + "; ".join(parts) + "."
+    if isinstance(context, (list, tuple)):
+        first = _preview(repr(context[0]), 200) if context else ""
+        return (f"a {name} of {len(context):,} items ({_size(context)} characters in all). "
+                f"The first item: {first}")
+    return f"a {name}: {_preview(repr(context), 200)}"
+
+
+def _size(value: Any) -> str:
+    if isinstance(value, str):
+        return f"{len(value):,} chars"
+    if isinstance(value, (list, tuple)):
+        return f"{sum(len(str(v)) for v in value[:100_000]):,}"
+    try:
+        return f"{len(value):,} items"
+    except TypeError:
+        return "?"

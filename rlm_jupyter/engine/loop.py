@@ -1,0 +1,390 @@
+"""The orchestrator: turns, code execution, finishing, sub-calls and recursion.
+
+A :class:`RunTree` holds what the whole tree shares (settings, budget, event bus, LLM client,
+cancel flag); a :class:`Run` is one RLM (the root or a child) with its own sandbox and message
+history. Sub-calls arrive from sandboxed code as host-function calls on sandbox threads, so
+everything a sub-call touches is thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from rlm_jupyter import errors
+from rlm_jupyter.config import Settings
+from rlm_jupyter.engine import events as ev
+from rlm_jupyter.engine import prompts
+from rlm_jupyter.engine.budget import Budget
+from rlm_jupyter.engine.context import describe_context, normalize_context, type_name
+from rlm_jupyter.engine.llm import LLMClient, LLMReply
+from rlm_jupyter.engine.parsing import parse_reply
+
+PREVIEW_CHARS = 300
+MAX_PROMPT_CHARS = 2_000_000
+
+
+@dataclass
+class RunTree:
+    settings: Settings
+    budget: Budget
+    bus: ev.EventBus
+    client: LLMClient
+    cancel: threading.Event
+    sandboxes: list[Any] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def register(self, sandbox: Any) -> None:
+        with self._lock:
+            self.sandboxes.append(sandbox)
+        if self.cancel.is_set():
+            _close_quietly(sandbox)
+
+    def unregister(self, sandbox: Any) -> None:
+        with self._lock:
+            if sandbox in self.sandboxes:
+                self.sandboxes.remove(sandbox)
+
+    def close_all_sandboxes(self) -> None:
+        with self._lock:
+            sandboxes = list(self.sandboxes)
+        for sandbox in sandboxes:
+            _close_quietly(sandbox)
+
+
+def _close_quietly(sandbox: Any) -> None:
+    try:
+        sandbox.close()
+    except Exception:  # noqa: BLE001 - closing is best effort
+        pass
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    answer: str | None
+    status: str
+    error: errors.RLMError | None
+
+
+class Run:
+    """One RLM: a root run or a child started by ``rlm_query``."""
+
+    def __init__(self, tree: RunTree, question: str, context: Any, *, model: str, depth: int = 0,
+                 parent_run_id: str | None = None, parent_span_id: str | None = None) -> None:
+        self.tree = tree
+        self.question = question
+        self.context = normalize_context(context)
+        self.model = model
+        self.depth = depth
+        self.run_id = ev.new_id()
+        self.parent_run_id = parent_run_id
+        self.parent_span_id = parent_span_id
+        self.turn = 0
+        self.turn_span: str | None = None
+        self.sandbox: Any = None
+        self.started = time.monotonic()
+
+    # -- events ---------------------------------------------------------------------------
+    def emit(self, cls: type[ev.Event], **fields: Any) -> ev.Event:
+        fields.setdefault("parent_span_id", self.turn_span)
+        event = cls(run_id=self.run_id, parent_run_id=self.parent_run_id, depth=self.depth,
+                    **fields)
+        self.tree.bus.emit(event)
+        return event
+
+    def _charge(self, reply: LLMReply) -> None:
+        budget = self.tree.budget
+        if not reply.priced and not reply.cached:
+            budget.unpriced_models.add(reply.model)
+        for limit, used, allowed in budget.charge(reply.model, reply.prompt_tokens,
+                                                  reply.completion_tokens, reply.cost_usd,
+                                                  cached=reply.cached):
+            self.emit(ev.BudgetWarning, limit=limit, used=used, allowed=allowed)
+
+    # -- the loop -------------------------------------------------------------------------
+    def execute(self) -> RunOutcome:
+        settings = self.tree.settings
+        self.emit(ev.RunStarted, parent_span_id=self.parent_span_id, question=self.question,
+                  model=self.model, sub_model=settings.effective_sub_model or self.model,
+                  sandbox=settings.sandbox, context_summary=describe_context(self.context)[:1000],
+                  limits={**self.tree.budget.limits(), "max_iterations": settings.max_iterations,
+                          "max_depth": settings.max_depth})
+        answer: str | None = None
+        error: errors.RLMError | None = None
+        status = "ok"
+        try:
+            answer, error = self._loop()
+        except errors.RunCancelled as exc:
+            error, status = exc, "cancelled"
+        except KeyboardInterrupt:
+            self.tree.cancel.set()
+            error, status = errors.RunCancelled("The run was interrupted."), "cancelled"
+        except errors.RLMError as exc:
+            error = exc
+        except Exception as exc:  # noqa: BLE001 - a bug must still return the partial work
+            error = errors.RLMError(f"Internal error: {type(exc).__name__}: {exc}")
+        finally:
+            if self.sandbox is not None:
+                self.tree.unregister(self.sandbox)
+                _close_quietly(self.sandbox)
+        if self.tree.cancel.is_set() and not isinstance(error, errors.RunCancelled):
+            error, status = errors.RunCancelled("The run was cancelled."), "cancelled"
+        if error is not None:
+            if status == "ok":
+                status = "error"
+            if answer is None:
+                answer = self._partial_answer()
+            error.partial_answer = answer
+            if isinstance(error, errors.BudgetExceeded):
+                self.emit(ev.BudgetExceededEvent, limit=error.limit, used=error.used,
+                          allowed=error.allowed)
+            self.emit(ev.ErrorEvent, kind=type(error).__name__, message=str(error))
+        budget = self.tree.budget
+        self.emit(ev.RunFinished, parent_span_id=self.parent_span_id, answer=answer,
+                  status=status, error=str(error) if error else None,
+                  error_type=type(error).__name__ if error else None, turns=self.turn,
+                  subcalls=budget.subcalls, usage=budget.usage_dict(), cost_usd=budget.cost_usd,
+                  elapsed_s=time.monotonic() - self.started)
+        return RunOutcome(self.run_id, answer, status, error)
+
+    def _partial_answer(self) -> str | None:
+        last = getattr(self, "_last_answer_dict", None)
+        if last and str(last.get("content") or "").strip():
+            return str(last["content"])
+        return None
+
+    def _open_sandbox(self) -> None:
+        from rlm_jupyter.sandbox import open_sandbox
+
+        settings = self.tree.settings
+        functions: dict[str, Callable[..., Any]] = {
+            "llm_query": self.llm_query,
+            "llm_query_batched": self.llm_query_batched,
+            "rlm_query": self.rlm_query,
+            "rlm_query_batched": self.rlm_query_batched,
+        }
+        try:
+            self.sandbox = open_sandbox(settings.sandbox, context=self.context,
+                                        functions=functions, timeout_s=settings.cell_timeout_s,
+                                        memory_mb=settings.memory_mb)
+        except errors.RLMError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise errors.SandboxFailure(
+                f"The {settings.sandbox!r} sandbox could not start: {exc}. "
+                f"Run `rlm doctor`, or choose another with sandbox='local'.") from exc
+        self.tree.register(self.sandbox)
+
+    def _loop(self) -> tuple[str | None, errors.RLMError | None]:
+        settings = self.tree.settings
+        self._open_sandbox()
+        messages: list[dict[str, str]] = [
+            {"role": "system", "content": prompts.system_prompt(type_name(self.context))},
+            {"role": "user", "content": prompts.first_user_message(
+                self.question, describe_context(self.context))},
+        ]
+        for turn in range(1, settings.max_iterations + 1):
+            self.turn = turn
+            self.turn_span = None
+            started = self.emit(ev.TurnStarted, turn=turn)
+            self.turn_span = started.span_id
+            reply = self._root_call(messages)
+            messages.append({"role": "assistant", "content": reply.text})
+            answer, feedback = self._act_on(reply.text)
+            if answer is not None:
+                return answer, None
+            messages.append({"role": "user", "content": feedback})
+        # Out of turns: one last call for the best answer, which still respects the budget.
+        self.turn += 1
+        self.turn_span = None
+        started = self.emit(ev.TurnStarted, turn=self.turn)
+        self.turn_span = started.span_id
+        messages.append({"role": "user", "content": prompts.LAST_TURN_MESSAGE})
+        reply = self._root_call(messages)
+        parsed = parse_reply(reply.text)
+        best = None
+        if parsed.final is not None and parsed.final.kind == "text":
+            best = parsed.final.value
+        elif parsed.final is not None:
+            best = self.sandbox.get_variable(parsed.final.value)
+        if best is None:
+            best = self._partial_answer() or reply.text.strip() or None
+        return best, errors.TurnLimitExceeded(
+            f"The run used all {settings.max_iterations} turns; the answer is the model's best "
+            f"guess. Raise max_iterations (or --max-iterations) for a fuller search.",
+            used=settings.max_iterations, allowed=settings.max_iterations)
+
+    def _root_call(self, messages: list[dict[str, str]]) -> LLMReply:
+        tree = self.tree
+        if tree.cancel.is_set():
+            raise errors.RunCancelled("The run was cancelled.")
+        estimate = sum(len(m["content"]) for m in messages) // 4
+        tree.budget.reserve_call(subcall=False, estimated_prompt_tokens=estimate)
+        turn = self.turn
+
+        def on_delta(delta: str) -> None:
+            self.emit(ev.ModelChunk, turn=turn, delta=delta)
+
+        reply = tree.client.complete(self.model, messages, stream=tree.settings.stream,
+                                     on_delta=on_delta, timeout_s=self._call_timeout())
+        self._charge(reply)
+        self.emit(ev.ModelResponse, turn=turn, text=reply.text, model=reply.model,
+                  prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                  cost_usd=reply.cost_usd, latency_s=reply.latency_s, cached=reply.cached)
+        return reply
+
+    def _call_timeout(self) -> float | None:
+        remaining = self.tree.budget.remaining_s()
+        base = self.tree.settings.request_timeout_s
+        return base if remaining is None else max(1.0, min(base, remaining))
+
+    def _act_on(self, text: str) -> tuple[str | None, str]:
+        """Run the reply's code; return (answer, feedback for the next turn)."""
+        parsed = parse_reply(text)
+        outputs: list[str] = []
+        for index, code in enumerate(parsed.code_blocks):
+            if self.tree.cancel.is_set():
+                raise errors.RunCancelled("The run was cancelled.")
+            timeout = self.tree.settings.cell_timeout_s
+            remaining = self.tree.budget.remaining_s()
+            if remaining is not None:
+                if remaining <= 0:
+                    self.tree.budget.reserve_call(subcall=False)  # raises TimeLimitExceeded
+                timeout = min(timeout, remaining)
+            result = self.sandbox.execute(code, timeout_s=timeout)
+            self._last_answer_dict = result.answer
+            self.emit(ev.CodeExecuted, turn=self.turn, index=index, code=code,
+                      stdout=result.stdout, error=result.error, duration_s=result.duration_s,
+                      timed_out=result.timed_out, restarted=result.restarted)
+            if self.tree.cancel.is_set():
+                raise errors.RunCancelled("The run was cancelled.")
+            if self.tree.budget.exceeded is not None:
+                raise self.tree.budget.exceeded
+            if result.final is not None:
+                return result.final, ""
+            if result.answer.get("ready"):
+                return str(result.answer.get("content", "")), ""
+            outputs.append(_format_output(result))
+        final_error = None
+        if parsed.final is not None:
+            if parsed.final.kind == "text":
+                return parsed.final.value, ""
+            value = self.sandbox.get_variable(parsed.final.value)
+            if value is not None:
+                return value, ""
+            final_error = (f"FINAL_VAR({parsed.final.value}) failed: there is no variable named "
+                           f"{parsed.final.value!r}. Assign it in a ```repl block first, or use "
+                           f"FINAL(your answer).")
+        if not parsed.code_blocks and final_error is None:
+            return None, prompts.NO_CODE_MESSAGE
+        return None, prompts.execution_feedback(outputs, final_error)
+
+    # -- host functions called from sandboxed code ---------------------------------------------
+    def _sub_model(self, model: Any) -> str:
+        if model:
+            return str(model)
+        return self.tree.settings.effective_sub_model or self.model
+
+    def llm_query(self, prompt: Any, model: Any = None) -> str:
+        """A plain model call on behalf of sandboxed code; errors become exceptions in the cell."""
+        return self._subcall(_as_prompt(prompt), self._sub_model(model))
+
+    def _subcall(self, prompt: str, model: str) -> str:
+        tree = self.tree
+        if tree.cancel.is_set():
+            raise errors.RunCancelled("The run was cancelled.")
+        tree.budget.reserve_call(subcall=True, estimated_prompt_tokens=len(prompt) // 4)
+        started = self.emit(ev.SubCallStarted, turn=self.turn, model=model,
+                            prompt_preview=prompt[:PREVIEW_CHARS], prompt_chars=len(prompt))
+        try:
+            reply = tree.client.complete(model, [{"role": "user", "content": prompt}],
+                                         timeout_s=self._call_timeout())
+        except errors.RLMError as exc:
+            self.emit(ev.SubCallFinished, span_id=started.span_id, turn=self.turn, model=model,
+                      error=str(exc))
+            raise
+        self._charge(reply)
+        self.emit(ev.SubCallFinished, span_id=started.span_id, turn=self.turn, model=model,
+                  response_preview=reply.text[:PREVIEW_CHARS], prompt_tokens=reply.prompt_tokens,
+                  completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
+                  latency_s=reply.latency_s, cached=reply.cached)
+        return reply.text
+
+    def llm_query_batched(self, prompts_: Any, model: Any = None) -> list[str]:
+        """Concurrent sub-calls, order kept; a failed item becomes an error string."""
+        items = _as_prompt_list(prompts_)
+        chosen = self._sub_model(model)
+        return self._map(lambda p: self._subcall(p, chosen), items)
+
+    def rlm_query(self, prompt: Any, context: Any = None) -> str:
+        """A child RLM while depth < max_depth; below that, a plain call."""
+        text = _as_prompt(prompt)
+        tree = self.tree
+        if self.depth >= tree.settings.max_depth:
+            return self._subcall(text, self._sub_model(None))
+        tree.budget.reserve_call(subcall=True)
+        child = Run(tree, text, context if context is not None else text,
+                    model=self._sub_model(None), depth=self.depth + 1,
+                    parent_run_id=self.run_id, parent_span_id=self.turn_span)
+        outcome = child.execute()
+        if outcome.error is not None and isinstance(outcome.error, (errors.BudgetExceeded,
+                                                                    errors.RunCancelled)):
+            raise outcome.error
+        if outcome.answer is None:
+            raise RuntimeError(f"The child RLM found no answer ({outcome.error}).")
+        return outcome.answer
+
+    def rlm_query_batched(self, prompts_: Any, contexts: Any = None) -> list[str]:
+        items = _as_prompt_list(prompts_)
+        ctxs = list(contexts) if contexts is not None else [None] * len(items)
+        if len(ctxs) != len(items):
+            raise ValueError("rlm_query_batched: give one context per prompt.")
+        pairs = list(zip(items, ctxs))
+        return self._map(lambda pc: self.rlm_query(pc[0], pc[1]), pairs)
+
+    def _map(self, fn: Callable[[Any], str], items: list[Any]) -> list[str]:
+        if not items:
+            return []
+        workers = min(len(items), self.tree.settings.concurrency)
+
+        def safe(item: Any) -> str:
+            try:
+                return fn(item)
+            except Exception as exc:  # noqa: BLE001 - one failure must not sink the batch
+                return f"Error: {exc}"
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlm-subcall") as pool:
+            return list(pool.map(safe, items))
+
+
+def _as_prompt(prompt: Any) -> str:
+    text = prompt if isinstance(prompt, str) else str(prompt)
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValueError(f"Prompt of {len(text):,} characters is too long: split the text "
+                         f"into chunks of at most {MAX_PROMPT_CHARS:,} characters.")
+    return text
+
+
+def _as_prompt_list(prompts_: Any) -> list[str]:
+    if isinstance(prompts_, str):
+        raise TypeError("llm_query_batched expects a list of prompts, not one string.")
+    return [_as_prompt(p) for p in list(prompts_)]
+
+
+def _format_output(result: Any) -> str:
+    parts = []
+    if result.stdout:
+        parts.append(result.stdout.rstrip("\n"))
+    if result.error:
+        parts.append(f"Error:\n{result.error}")
+    if result.timed_out:
+        parts.append("[the cell hit its time limit]")
+    for note in result.notes:
+        parts.append(f"[{note}]")
+    if result.restarted and not any("reset" in n for n in result.notes):
+        parts.append(prompts.STATE_RESET_NOTE)
+    return "\n".join(parts)

@@ -1,0 +1,137 @@
+"""Reading the model's reply: code blocks to run and FINAL markers.
+
+Small models are sloppy, so parsing is tolerant: ```repl, ```python and bare fences all count,
+an unclosed fence runs to the end of the reply, a lone closing fence after code (the opening one
+forgotten) still yields the code, and FINAL may appear mid-reply as long as it starts a line
+outside code. Nothing here evaluates what the model wrote: ``ast.parse`` only checks shape.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+CODE_LANGS = {"repl", "python", "py", "python3", "ipython", ""}
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+-]*)\s*$")
+_FINAL_LINE = re.compile(r"^\s*(?:\*\*)?(FINAL_VAR|FINAL)\s*\(", re.MULTILINE)
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class FinalMarker:
+    """``kind`` is "text" (FINAL(...): ``value`` is the answer) or "var" (FINAL_VAR(name))."""
+
+    kind: str
+    value: str
+
+
+@dataclass
+class ParsedReply:
+    code_blocks: list[str] = field(default_factory=list)
+    final: FinalMarker | None = None
+    prose: str = ""
+
+
+def parse_reply(text: str) -> ParsedReply:
+    """Split a model reply into runnable code blocks, prose, and a FINAL marker (if any)."""
+    blocks, prose_lines = _split_fences(text)
+    if not blocks and "```" not in text and "~~~" not in text:
+        candidate = text.strip()
+        if candidate and _looks_like_code(candidate) and not _FINAL_LINE.match(candidate):
+            blocks, prose_lines = [candidate], []
+    prose = "\n".join(prose_lines)
+    return ParsedReply(code_blocks=blocks, final=find_final(prose), prose=prose)
+
+
+def _split_fences(text: str) -> tuple[list[str], list[str]]:
+    lines = text.splitlines()
+    blocks: list[str] = []
+    prose: list[str] = []
+    current: list[str] | None = None
+    runnable = False
+    fence_char = "`"
+    for line in lines:
+        match = _FENCE.match(line)
+        if current is None:
+            if match:
+                fence_char = match.group(1)[0]
+                lang = match.group(2).lower()
+                current, runnable = [], lang in CODE_LANGS
+                continue
+            prose.append(line)
+        else:
+            if match and match.group(1)[0] == fence_char and not match.group(2):
+                _close(blocks, current, runnable)
+                current = None
+                continue
+            current.append(line)
+    if current is not None:
+        if current and any(s.strip() for s in current):
+            _close(blocks, current, runnable)
+        elif not blocks:
+            # A lone fence at the end: the opening fence was forgotten. Recover the code above
+            # it, back to the last blank-line-separated paragraph that still parses.
+            recovered = _recover_unfenced(prose)
+            if recovered:
+                code, prose = recovered
+                blocks.append(code)
+    return blocks, prose
+
+
+def _close(blocks: list[str], lines: list[str], runnable: bool) -> None:
+    code = "\n".join(lines).strip("\n")
+    if runnable and code.strip():
+        blocks.append(code)
+
+
+def _recover_unfenced(prose: list[str]) -> tuple[str, list[str]] | None:
+    for start in range(len(prose)):
+        code = "\n".join(prose[start:]).strip()
+        if code and _looks_like_code(code):
+            return code, prose[:start]
+    return None
+
+
+def _looks_like_code(text: str) -> bool:
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return False
+    if not tree.body:
+        return False
+    for node in tree.body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, (ast.Name, ast.Constant)):
+            return False
+    return True
+
+
+def find_final(prose: str) -> FinalMarker | None:
+    """The first FINAL(...) or FINAL_VAR(...) that starts a line of prose."""
+    match = _FINAL_LINE.search(prose)
+    if not match:
+        return None
+    kind = match.group(1)
+    rest = prose[match.end():]
+    body = _balanced_argument(rest)
+    if kind == "FINAL_VAR":
+        name = body.strip().strip("'\"` ").strip()
+        return FinalMarker("var", name) if _IDENT.match(name) else FinalMarker("var", name)
+    value = body.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    return FinalMarker("text", value.strip())
+
+
+def _balanced_argument(rest: str) -> str:
+    """Text up to the parenthesis that closes FINAL(, tolerating a missing one."""
+    depth = 1
+    for i, ch in enumerate(rest):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return rest[:i]
+    last = rest.rfind(")")
+    return rest[:last] if last >= 0 else rest

@@ -1,0 +1,80 @@
+"""The words we send the root model: one system prompt for every model, and per-turn messages.
+
+The prompt is short and directive because small local models copy examples literally: the
+example shows searching, not guessing, and each feedback message ends with what to do next.
+"""
+
+from __future__ import annotations
+
+SYSTEM_PROMPT = """\
+You answer a question about a context that is far too large to read directly. The context is \
+loaded in a Python REPL as the variable `context`; you never see it whole. Work by writing code.
+
+Write Python in a ```repl block. The code runs in one persistent namespace and you see only \
+what it prints (long output is cut). Available in the REPL:
+- `context`: the data ({context_type}).
+- `llm_query(prompt)`: ask a language model about a piece of text (it can read ~100k characters); returns a string.
+- `llm_query_batched(prompts)`: the same for a list of prompts, run in parallel; returns a list of strings in order.
+- `rlm_query(prompt, context=None)`: hand a sub-question (with its own context) to a helper that works like you.
+- `SHOW_VARS()`: list your variables.
+- `FINAL(answer)`: finish with an answer string. `FINAL_VAR(name)`: finish with the value of a variable.
+- Modules you may import: re, json, math, collections, itertools, statistics, datetime, textwrap, difflib, string, heapq, bisect, functools, operator, fractions, decimal, typing, random.
+
+How to work:
+1. Look at the context first: its size, a few lines, its structure.
+2. Search or split it with code; use llm_query_batched on chunks when meaning matters.
+3. Print what you find, check it, then finish.
+
+Example:
+```repl
+print(len(context))
+hits = [line for line in context.splitlines() if "revenue" in line.lower()]
+print(hits[:20])
+```
+
+When you know the answer, write FINAL(your answer) on its own line, or call FINAL_VAR(name) \
+in code. Do not guess: base the answer on what your code printed.\
+"""
+
+FIRST_USER_MESSAGE = """\
+Question: {question}
+
+The context is {context_summary}
+
+Start by writing a ```repl block to inspect `context`.\
+"""
+
+CONTINUE_MESSAGE = "Continue: write a ```repl block to make progress, or FINAL(answer) if you are sure."
+
+NO_CODE_MESSAGE = (
+    "Your reply had no ```repl block and no FINAL(...). Write a ```repl block with code that "
+    "uses `context`, or write FINAL(your answer) on its own line."
+)
+
+LAST_TURN_MESSAGE = (
+    "You are out of turns. Reply now with FINAL(your best answer) based on what you found."
+)
+
+STATE_RESET_NOTE = (
+    "[the REPL was restarted: all your variables are gone except `context`; redo what you need]"
+)
+
+
+def system_prompt(context_type: str) -> str:
+    return SYSTEM_PROMPT.format(context_type=context_type)
+
+
+def first_user_message(question: str, context_summary: str) -> str:
+    return FIRST_USER_MESSAGE.format(question=question, context_summary=context_summary)
+
+
+def execution_feedback(outputs: list[str], final_error: str | None = None) -> str:
+    """The user message after a turn's code ran: each block's output, then what to do next."""
+    parts = []
+    for i, out in enumerate(outputs, 1):
+        label = f"Output of block {i}:" if len(outputs) > 1 else "Output:"
+        parts.append(f"{label}\n{out if out.strip() else '(nothing printed: use print() to see values)'}")
+    if final_error:
+        parts.append(final_error)
+    parts.append(CONTINUE_MESSAGE)
+    return "\n\n".join(parts)

@@ -1,0 +1,307 @@
+"""The run tree, its JSONL log, and the reader that rebuilds one from the other.
+
+The log is append-only, one event per line, flushed as events happen, so a crash or a killed
+kernel leaves a valid prefix that still reads back into a (partial) tree. Streaming chunks are
+not logged: the finished model response carries the same text once. Nothing in an event holds a
+key, and the writer also scrubs the configured key from every line as a second guard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from rlm_jupyter.engine import events as ev
+
+
+@dataclass
+class CodeNode:
+    index: int
+    code: str
+    stdout: str = ""
+    error: str | None = None
+    duration_s: float = 0.0
+    timed_out: bool = False
+    restarted: bool = False
+
+
+@dataclass
+class SubCallNode:
+    span_id: str
+    turn: int
+    model: str = ""
+    prompt_preview: str = ""
+    response_preview: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    cached: bool = False
+    error: str | None = None
+    finished: bool = False
+
+
+@dataclass
+class TurnNode:
+    turn: int
+    span_id: str = ""
+    text: str = ""
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    cached: bool = False
+    code: list[CodeNode] = field(default_factory=list)
+    subcalls: list[SubCallNode] = field(default_factory=list)
+    children: list["RunNode"] = field(default_factory=list)
+
+
+@dataclass
+class RunNode:
+    run_id: str
+    parent_run_id: str | None = None
+    parent_span_id: str | None = None
+    depth: int = 0
+    question: str = ""
+    model: str = ""
+    sub_model: str = ""
+    sandbox: str = ""
+    context_summary: str = ""
+    limits: dict[str, Any] = field(default_factory=dict)
+    started_ts: float = 0.0
+    turns: list[TurnNode] = field(default_factory=list)
+    children: list["RunNode"] = field(default_factory=list)
+    answer: str | None = None
+    status: str = "running"
+    error: str | None = None
+    error_type: str | None = None
+    usage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    elapsed_s: float = 0.0
+    subcall_count: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def walk(self) -> Iterator["RunNode"]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def all_subcalls(self) -> list[SubCallNode]:
+        return [s for run in self.walk() for t in run.turns for s in t.subcalls]
+
+    def to_dict(self) -> dict[str, Any]:
+        import dataclasses
+
+        return dataclasses.asdict(self)
+
+
+class Trajectory:
+    """Builds :class:`RunNode` trees from a flat event stream (live or from a file)."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunNode] = {}
+        self.root: RunNode | None = None
+        self._turn_by_span: dict[str, TurnNode] = {}
+        self._subcalls: dict[str, SubCallNode] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_events(cls, events: Iterable[ev.Event]) -> RunNode | None:
+        builder = cls()
+        for event in events:
+            builder.add(event)
+        return builder.root
+
+    def add(self, event: ev.Event) -> None:
+        with self._lock:
+            self._add(event)
+
+    def _run(self, event: ev.Event) -> RunNode:
+        run = self.runs.get(event.run_id)
+        if run is None:  # tolerate logs that start mid-run
+            run = RunNode(run_id=event.run_id, parent_run_id=event.parent_run_id,
+                          depth=event.depth)
+            self.runs[event.run_id] = run
+            if self.root is None:
+                self.root = run
+        return run
+
+    def _turn(self, run: RunNode, turn: int, span_id: str | None = None) -> TurnNode:
+        for node in reversed(run.turns):
+            if node.turn == turn:
+                return node
+        node = TurnNode(turn=turn, span_id=span_id or "")
+        run.turns.append(node)
+        if span_id:
+            self._turn_by_span[span_id] = node
+        return node
+
+    def _add(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
+            run = self._run(event)
+            run.parent_span_id = event.parent_span_id
+            run.question, run.model, run.sub_model = event.question, event.model, event.sub_model
+            run.sandbox, run.context_summary = event.sandbox, event.context_summary
+            run.limits, run.started_ts = dict(event.limits), event.ts
+            if event.parent_run_id and event.parent_run_id in self.runs:
+                parent = self.runs[event.parent_run_id]
+                if run not in parent.children:
+                    parent.children.append(run)
+                turn = self._turn_by_span.get(event.parent_span_id or "")
+                if turn is not None and run not in turn.children:
+                    turn.children.append(run)
+            return
+        run = self._run(event)
+        if isinstance(event, ev.TurnStarted):
+            self._turn(run, event.turn, event.span_id)
+        elif isinstance(event, ev.ModelChunk):
+            self._turn(run, event.turn).text += event.delta
+        elif isinstance(event, ev.ModelResponse):
+            turn = self._turn(run, event.turn)
+            turn.text, turn.model = event.text, event.model
+            turn.prompt_tokens, turn.completion_tokens = event.prompt_tokens, event.completion_tokens
+            turn.cost_usd, turn.latency_s, turn.cached = event.cost_usd, event.latency_s, event.cached
+        elif isinstance(event, ev.CodeExecuted):
+            self._turn(run, event.turn).code.append(CodeNode(
+                index=event.index, code=event.code, stdout=event.stdout, error=event.error,
+                duration_s=event.duration_s, timed_out=event.timed_out, restarted=event.restarted))
+        elif isinstance(event, ev.SubCallStarted):
+            node = SubCallNode(span_id=event.span_id, turn=event.turn, model=event.model,
+                               prompt_preview=event.prompt_preview)
+            self._subcalls[event.span_id] = node
+            self._turn(run, event.turn).subcalls.append(node)
+            run.subcall_count += 1
+        elif isinstance(event, ev.SubCallFinished):
+            node = self._subcalls.get(event.span_id)
+            if node is None:
+                node = SubCallNode(span_id=event.span_id, turn=event.turn)
+                self._turn(run, event.turn).subcalls.append(node)
+            node.model = event.model or node.model
+            node.response_preview, node.error = event.response_preview, event.error
+            node.prompt_tokens, node.completion_tokens = event.prompt_tokens, event.completion_tokens
+            node.cost_usd, node.latency_s, node.cached = event.cost_usd, event.latency_s, event.cached
+            node.finished = True
+        elif isinstance(event, (ev.BudgetWarning, ev.BudgetExceededEvent)):
+            word = "warning" if isinstance(event, ev.BudgetWarning) else "exceeded"
+            run.warnings.append(f"{event.limit} {word}: {event.used:g} of {event.allowed:g}")
+        elif isinstance(event, ev.ErrorEvent):
+            run.warnings.append(f"{event.kind}: {event.message}")
+        elif isinstance(event, ev.RunFinished):
+            run.answer, run.status = event.answer, event.status
+            run.error, run.error_type = event.error, event.error_type
+            run.usage, run.cost_usd, run.elapsed_s = event.usage, event.cost_usd, event.elapsed_s
+
+
+class JsonlWriter:
+    """Subscriber that appends each event to ``path`` as one JSON line, flushed at once."""
+
+    def __init__(self, path: Path, secrets: Iterable[str] = ()) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", encoding="utf-8")
+        self._secrets = [s for s in secrets if s and len(s) >= 4]
+        self._lock = threading.Lock()
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ModelChunk):
+            return
+        line = json.dumps(event.to_dict(), ensure_ascii=False, default=str)
+        for secret in self._secrets:
+            line = line.replace(secret, "***")
+        with self._lock:
+            if self._fh.closed:
+                return
+            self._fh.write(line + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+def log_path_for(log_dir: Path, run_id: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime())
+    return Path(log_dir) / f"{stamp}-{run_id}.jsonl"
+
+
+def iter_events(path: str | os.PathLike[str]) -> Iterator[ev.Event]:
+    """Events from a JSONL log; a truncated last line (a crash mid-write) is skipped."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            yield ev.Event.from_dict(data)
+
+
+def read_trajectory(path: str | os.PathLike[str]) -> RunNode:
+    """Rebuild the run tree saved in a JSONL log (no model is called)."""
+    root = Trajectory.from_events(iter_events(path))
+    if root is None:
+        raise ValueError(f"{path} holds no RLM events: is it a run log?")
+    return root
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> RunNode:
+    return read_trajectory(path)
+
+
+@dataclass
+class RunSummary:
+    """One row of ``%rlm logs`` / ``rlm logs``."""
+
+    run_id: str
+    path: str
+    started: float
+    question: str
+    model: str
+    turns: int
+    subcalls: int
+    tokens: int
+    cost_usd: float
+    status: str
+
+
+def find_run(log_dir: str | os.PathLike[str], run_id_or_path: str) -> Path:
+    """A log file by path, or by (a prefix of) its run id."""
+    candidate = Path(run_id_or_path).expanduser()
+    if candidate.is_file():
+        return candidate
+    matches = sorted(Path(log_dir).expanduser().glob(f"*-{run_id_or_path}*.jsonl"))
+    if not matches:
+        raise FileNotFoundError(
+            f"No run log matches {run_id_or_path!r} in {log_dir}: list runs with `rlm logs`.")
+    return matches[-1]
+
+
+def list_runs(log_dir: str | os.PathLike[str], limit: int = 20) -> list[RunSummary]:
+    """The most recent runs in ``log_dir``, newest first."""
+    directory = Path(log_dir).expanduser()
+    if not directory.is_dir():
+        return []
+    files = sorted(directory.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    rows = []
+    for path in files[:limit]:
+        try:
+            root = read_trajectory(path)
+        except (OSError, ValueError):
+            continue
+        tokens = sum(int(u.get("prompt_tokens", 0)) + int(u.get("completion_tokens", 0))
+                     for u in root.usage.values())
+        rows.append(RunSummary(
+            run_id=root.run_id, path=str(path), started=root.started_ts,
+            question=root.question, model=root.model,
+            turns=sum(len(r.turns) for r in root.walk()),
+            subcalls=sum(r.subcall_count for r in root.walk()), tokens=tokens,
+            cost_usd=root.cost_usd, status=root.status))
+    return rows

@@ -1,0 +1,49 @@
+"""Every user-facing message of the magics, kept apart from the entry points (jupysql style).
+
+Messages say what went wrong and what to do next, in one line. ``RLMUsageError`` subclasses
+IPython's ``UsageError`` so IPython prints ``UsageError: <message>`` without a traceback wall,
+while the cell still fails (so nbval, papermill and "Run all" stop there).
+"""
+
+from __future__ import annotations
+
+try:  # IPython is a dependency, but keep this module importable without it (render uses it).
+    from IPython.core.error import UsageError as _UsageError
+except Exception:  # pragma: no cover - IPython always installed with the package
+    _UsageError = Exception  # type: ignore[misc,assignment]
+
+
+class RLMUsageError(_UsageError):  # type: ignore[misc,valid-type]
+    """A one-line, actionable error raised by the magics."""
+
+
+SUBCOMMANDS = ("config", "doctor", "logs", "replay", "cost", "models", "stop", "last", "demo",
+               "help")
+
+NO_MODEL = ("No model configured: set RLM_MODEL, run `%config RLMMagics.model = \"provider/name\"`, "
+            "pass --model, or run `%rlm demo` for the scripted demo model.")
+EMPTY_QUESTION = "The question is empty: write it in the cell body under `%%rlm`."
+UNKNOWN_SUBCOMMAND = ("Unknown %rlm subcommand {name!r}: use one of " + ", ".join(SUBCOMMANDS)
+                      + " (questions go in a `%%rlm` cell).")
+UNKNOWN_VARIABLE = ("Unknown variable {name!r} in {where}: define it in an earlier cell, "
+                    "or quote a file path/glob.")
+BAD_EXPRESSION = "Could not evaluate {where} {expr!r}: {error}"
+NO_FILES = "No files match {pattern!r} for {where}: check the path or glob."
+BAD_PAIR = "Expected NAME=EXPR for a named context, got {text!r}."
+CONTEXT_CONFLICT = "Use either --context EXPR or NAME=EXPR pairs, not both."
+BAD_OUT_NAME = "--out needs a Python identifier, got {name!r}."
+BAD_OPTION = "{message} (see `%%rlm?` for the options)."
+BAD_SANDBOX = "Unknown sandbox {name!r}: use local, docker or inprocess."
+BAD_CONFIG_KEY = "Unknown setting {name!r}: use one of {names}."
+BAD_CONFIG_VALUE = "Bad value for {name}: {error}"
+NO_LAST = "No run yet in this session: run a `%%rlm` cell first."
+NOT_FOUND_RUN = ("No saved run {what!r}: pass a run id from `%rlm logs` or a path to a "
+                 "trajectory .jsonl file.")
+ENGINE_MISSING = "The rlm_jupyter engine is not importable ({error}); reinstall with `pip install -e .`."
+DEMO_ON = ("Using the scripted demo model ({model} at {base_url}): canned answers from a local "
+           "script, not a real LLM. Set RLM_MODEL (and its API key) to use a real model.")
+DEMO_REAL = "RLM_MODEL is set ({model}): using that model, not the scripted demo."
+NO_BACKGROUND = "No background run is active."
+STOPPED = "Stop requested for {n} background run(s)."
+INTERRUPTED = "Interrupted: run cancelled, partial trajectory kept in `{name}`."
+RUN_FAILED = "Run ended with {status}: {error}"

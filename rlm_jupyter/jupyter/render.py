@@ -1,0 +1,306 @@
+"""Static views of a run for frontends without widgets: plain text, Markdown and HTML.
+
+Why: a saved notebook is read on GitHub, in nbconvert output, in editors and in terminal IPython,
+none of which run our widget. These renderers take the same event stream as the widget (live or
+replayed from JSONL), need neither IPython nor a kernel, and the HTML is self-contained
+(inline styles, collapsible ``<details>``), so the engine's result object can delegate its
+``_repr_mimebundle_`` here.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Iterable
+
+from rlm_jupyter.jupyter._tree import RunNodeView, RunTree, SubCallNode, TurnNode
+
+#: Sub-calls listed per turn in static output; the rest are summarised (a run may make thousands).
+MAX_SUBCALLS_LISTED = 25
+#: Characters of stdout / model text kept per block in static output.
+MAX_BLOCK_CHARS = 4000
+
+
+def as_tree(source: Any) -> RunTree:
+    """A RunTree from a RunTree, an iterable of events/dicts, or an object with ``events``."""
+    if isinstance(source, RunTree):
+        return source
+    events = getattr(source, "events", None)
+    if events is not None and not isinstance(source, (list, tuple)):
+        return RunTree(events)
+    return RunTree(source)
+
+
+# -- small formatting helpers ---------------------------------------------------------------
+def fmt_tokens(n: int | float) -> str:
+    n = int(n)
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    if n >= 10_000:
+        return f"{n / 1000:.0f}k"
+    if n >= 1000:
+        return f"{n / 1000:.1f}k"
+    return str(n)
+
+
+def fmt_cost(usd: float) -> str:
+    if usd <= 0:
+        return "$0"
+    if usd < 0.01:
+        return f"${usd:.4f}"
+    return f"${usd:.2f}"
+
+
+def fmt_secs(s: float) -> str:
+    if s < 60:
+        return f"{s:.1f}s"
+    return f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+def clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n… ({len(text) - limit:,} more characters)"
+
+
+def one_line(text: str, limit: int = 80) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def summary_line(tree: RunTree, now: float | None = None) -> str:
+    t = tree.totals
+    return (f"{tree.status} · {fmt_secs(tree.elapsed_s(now))} · {t.turns} turns · "
+            f"{t.subcalls} sub-calls · {fmt_tokens(t.tokens)} tokens · {fmt_cost(t.cost_usd)}")
+
+
+# -- plain text ------------------------------------------------------------------------------
+def render_text(source: Any, *, verbose: bool = False) -> str:
+    """A compact text trajectory (what terminal IPython and ``text/plain`` show)."""
+    tree = as_tree(source)
+    root = tree.root
+    if root is None:
+        return "RLM run (no events yet)"
+    lines = [f"RLM run {root.run_id} · {summary_line(tree)}"]
+    if root.question:
+        lines.append(f"Q: {one_line(root.question, 100)}")
+    for run in tree.roots:
+        _text_run(run, lines, indent="", verbose=verbose)
+    if root.answer is not None:
+        lines.append("Answer:")
+        lines.extend("  " + ln for ln in clip(root.answer, MAX_BLOCK_CHARS).splitlines() or [""])
+    elif root.error:
+        lines.append(f"Error ({root.error_type or root.status}): {one_line(root.error, 200)}")
+    return "\n".join(lines)
+
+
+def _text_run(run: RunNodeView, lines: list[str], indent: str, verbose: bool) -> None:
+    for turn in run.turns:
+        toks = turn.prompt_tokens + turn.completion_tokens
+        head = f"{indent}turn {turn.turn}"
+        if turn.responded:
+            head += f" · {fmt_tokens(toks)} tok · {fmt_secs(turn.latency_s)}"
+            if turn.cached:
+                head += " · cached"
+        lines.append(head)
+        if verbose and turn.text:
+            lines.extend(f"{indent}  | {ln}" for ln in clip(turn.text, 800).splitlines())
+        for code in turn.codes:
+            status = "timed out" if code.timed_out else ("error" if code.error else "ok")
+            n_out = len(code.stdout.splitlines())
+            lines.append(f"{indent}  code #{code.index + 1}: {len(code.code.splitlines())} lines,"
+                         f" {status}, {n_out} output lines, {fmt_secs(code.duration_s)}")
+            if code.error:
+                lines.append(f"{indent}    {one_line(code.error.strip().splitlines()[-1], 120)}")
+        if turn.subcalls:
+            done = sum(1 for s in turn.subcalls if s.done)
+            errs = sum(1 for s in turn.subcalls if s.error)
+            cached = sum(1 for s in turn.subcalls if s.cached)
+            extra = f", {errs} failed" if errs else ""
+            extra += f", {cached} cached" if cached else ""
+            lines.append(f"{indent}  sub-calls: {done}/{len(turn.subcalls)} done{extra}")
+        for child in _children(turn):
+            lines.append(f"{indent}  child RLM {child.run_id}: {one_line(child.question, 60)}"
+                         f" → {child.status}")
+            _text_run(child, lines, indent + "    ", verbose)
+
+
+def _children(turn: TurnNode) -> list[RunNodeView]:
+    kids = list(turn.children)
+    for sub in turn.subcalls:
+        kids.extend(sub.children)
+    return kids
+
+
+# -- Markdown --------------------------------------------------------------------------------
+def render_markdown(source: Any) -> str:
+    """Markdown: a summary, one section per root turn with code blocks, and the answer."""
+    tree = as_tree(source)
+    root = tree.root
+    if root is None:
+        return "*RLM run: no events yet*"
+    out = [f"**RLM run** `{root.run_id}` — {summary_line(tree)}", ""]
+    if root.question:
+        out += [f"> {one_line(root.question, 300)}", ""]
+    for turn in root.turns:
+        out.append(f"**Turn {turn.turn}** ({fmt_tokens(turn.prompt_tokens + turn.completion_tokens)}"
+                   f" tokens, {fmt_secs(turn.latency_s)})")
+        out.append("")
+        for code in turn.codes:
+            out += ["```python", clip(code.code, MAX_BLOCK_CHARS), "```", ""]
+            if code.stdout or code.error:
+                out += ["```text", clip((code.stdout or "") + (code.error or ""), 1500), "```", ""]
+        if turn.subcalls:
+            out += [f"*{len(turn.subcalls)} sub-calls*", ""]
+    if root.answer is not None:
+        out += ["**Answer**", "", root.answer]
+    elif root.error:
+        out += [f"**{root.error_type or 'Error'}**: {root.error}"]
+    return "\n".join(out)
+
+
+# -- HTML ------------------------------------------------------------------------------------
+_CSS = """
+.rlm-static{font-family:system-ui,-apple-system,Segoe UI,sans-serif;font-size:13px;line-height:1.45;color:#1f2328;max-width:100%}
+.rlm-static .hdr{display:flex;flex-wrap:wrap;gap:.4em;align-items:center;margin-bottom:.4em}
+.rlm-static .pill{border-radius:9px;padding:0 .55em;background:#eef1f4;font-size:12px}
+.rlm-static .ok{background:#dafbe1}.rlm-static .error{background:#ffebe9}.rlm-static .cancelled{background:#fff8c5}
+.rlm-static details{border-left:2px solid #d0d7de;margin:.2em 0 .2em .3em;padding-left:.6em}
+.rlm-static summary{cursor:pointer}
+.rlm-static pre{background:#f6f8fa;padding:.5em;overflow-x:auto;margin:.3em 0;white-space:pre-wrap;font-size:12px}
+.rlm-static .err{color:#cf222e}.rlm-static .dim{color:#656d76}
+.rlm-static .answer{border:1px solid #d0d7de;border-radius:6px;padding:.2em .8em;margin-top:.5em}
+.rlm-static .bar{display:inline-block;width:60px;height:6px;background:#eef1f4;border-radius:3px;vertical-align:middle}
+.rlm-static .bar i{display:block;height:6px;border-radius:3px;background:#54aeff}
+"""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text if text is not None else ""))
+
+
+def highlight_python(code: str) -> str:
+    """Inline-styled highlighted HTML (Pygments ships with IPython); escaped text otherwise."""
+    try:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+    except Exception:
+        return f"<pre>{_e(code)}</pre>"
+    return highlight(code, PythonLexer(), HtmlFormatter(noclasses=True, nowrap=False,
+                                                        style="default"))
+
+
+def markdown_to_html(text: str) -> str:
+    """Markdown → HTML with mistune when installed (it comes with nbconvert), escaped otherwise."""
+    try:
+        import mistune
+
+        return str(mistune.html(text))  # mistune escapes raw HTML by default in v3
+    except Exception:
+        return f"<pre>{_e(text)}</pre>"
+
+
+def render_html(source: Any, *, open_turns: bool = False) -> str:
+    """Self-contained HTML with collapsible turns, code, output, sub-calls and the answer."""
+    tree = as_tree(source)
+    root = tree.root
+    if root is None:
+        return "<div class='rlm-static'><i>RLM run: no events yet</i></div>"
+    t = tree.totals
+    status = _e(tree.status)
+    parts = [f"<style>{_CSS}</style><div class='rlm-static'>", "<div class='hdr'>",
+             f"<b>RLM</b><span class='pill {status}'>{status}</span>",
+             f"<span class='pill'>{fmt_secs(tree.elapsed_s())}</span>",
+             f"<span class='pill'>{t.turns} turns</span>",
+             f"<span class='pill'>{t.subcalls} sub-calls</span>",
+             f"<span class='pill'>{fmt_tokens(t.tokens)} tokens</span>",
+             f"<span class='pill'>{fmt_cost(t.cost_usd)}</span>"]
+    for label, used, allowed in tree.budget_bars():
+        pct = max(0.0, min(100.0, 100.0 * used / allowed))
+        parts.append(f"<span class='pill'>{_e(label)} <span class='bar'><i style='width:{pct:.0f}%'>"
+                     f"</i></span> {used:.4g}/{allowed:.4g}</span>")
+    parts.append("</div>")
+    if root.question:
+        parts.append(f"<div class='dim'>Q: {_e(one_line(root.question, 300))}</div>")
+    if root.model:
+        parts.append(f"<div class='dim'>model {_e(root.model)}"
+                     + (f" · sub-model {_e(root.sub_model)}" if root.sub_model else "")
+                     + (f" · sandbox {_e(root.sandbox)}" if root.sandbox else "")
+                     + (f" · context {_e(root.context_summary)}" if root.context_summary else "")
+                     + "</div>")
+    for run in tree.roots:
+        _html_run(run, parts, open_turns)
+    if root.answer is not None:
+        parts.append(f"<div class='answer'><b>Answer</b>{markdown_to_html(root.answer)}</div>")
+    elif root.error:
+        parts.append(f"<div class='answer err'><b>{_e(root.error_type or root.status)}</b>: "
+                     f"{_e(root.error)}</div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _html_run(run: RunNodeView, parts: list[str], open_turns: bool) -> None:
+    for turn in run.turns:
+        toks = fmt_tokens(turn.prompt_tokens + turn.completion_tokens)
+        flag = " open" if open_turns else ""
+        cached = " · cached" if turn.cached else ""
+        parts.append(f"<details{flag}><summary>Turn {turn.turn} <span class='dim'>{toks} tokens · "
+                     f"{fmt_secs(turn.latency_s)}{cached} · {len(turn.codes)} code · "
+                     f"{len(turn.subcalls)} sub-calls</span></summary>")
+        if turn.text:
+            parts.append(f"<details><summary class='dim'>model text</summary><pre>"
+                         f"{_e(clip(turn.text, MAX_BLOCK_CHARS))}</pre></details>")
+        for code in turn.codes:
+            parts.append(highlight_python(clip(code.code, MAX_BLOCK_CHARS)))
+            if code.stdout:
+                parts.append(f"<pre>{_e(clip(code.stdout, MAX_BLOCK_CHARS))}</pre>")
+            if code.error:
+                parts.append(f"<pre class='err'>{_e(clip(code.error, MAX_BLOCK_CHARS))}</pre>")
+        if turn.subcalls:
+            parts.append(f"<details><summary>{len(turn.subcalls)} sub-calls</summary>")
+            for sub in turn.subcalls[:MAX_SUBCALLS_LISTED]:
+                _html_subcall(sub, parts, open_turns)
+            if len(turn.subcalls) > MAX_SUBCALLS_LISTED:
+                parts.append(f"<div class='dim'>… {len(turn.subcalls) - MAX_SUBCALLS_LISTED} more"
+                             " sub-calls (see the live view or the JSONL log)</div>")
+            parts.append("</details>")
+        for child in turn.children:
+            _html_child(child, parts, open_turns)
+        parts.append("</details>")
+
+
+def _html_subcall(sub: SubCallNode, parts: list[str], open_turns: bool) -> None:
+    toks = fmt_tokens(sub.prompt_tokens + sub.completion_tokens)
+    state = "error" if sub.error else ("cached" if sub.cached else ("done" if sub.done else "running"))
+    parts.append(f"<details><summary>{_e(one_line(sub.prompt_preview, 70))} <span class='dim'>"
+                 f"{toks} tok · {fmt_secs(sub.latency_s)} · {state}</span></summary>"
+                 f"<div class='dim'>prompt ({sub.prompt_chars:,} chars)</div>"
+                 f"<pre>{_e(sub.prompt_preview)}</pre><div class='dim'>response</div>"
+                 f"<pre{' class=err' if sub.error else ''}>{_e(sub.error or sub.response_preview)}"
+                 "</pre>")
+    for child in sub.children:
+        _html_child(child, parts, open_turns)
+    parts.append("</details>")
+
+
+def _html_child(child: RunNodeView, parts: list[str], open_turns: bool) -> None:
+    parts.append(f"<details><summary>child RLM <code>{_e(child.run_id)}</code> "
+                 f"{_e(one_line(child.question, 60))} <span class='dim'>{_e(child.status)}"
+                 "</span></summary>")
+    _html_run(child, parts, open_turns)
+    if child.answer is not None:
+        parts.append(f"<div class='dim'>answer: {_e(one_line(child.answer, 300))}</div>")
+    parts.append("</details>")
+
+
+def mimebundle(source: Any) -> dict[str, str]:
+    """text/plain + text/markdown + text/html, for ``_repr_mimebundle_`` of results."""
+    tree = as_tree(source)
+    return {"text/plain": render_text(tree), "text/markdown": render_markdown(tree),
+            "text/html": render_html(tree)}
+
+
+def render_events(events: Iterable[Any], fmt: str = "text") -> str:
+    """Convenience for the CLI: ``fmt`` in text | markdown | html."""
+    tree = RunTree(events)
+    return {"text": render_text, "markdown": render_markdown, "html": render_html}[fmt](tree)

@@ -1,0 +1,136 @@
+"""The wire protocol between a sandbox host and the worker program (``worker.py``).
+
+Why a protocol at all: model-written code runs in a separate process (local subprocess or
+container). The host (the kernel) keeps the API keys and the LLM client; the worker only ever
+sees the context and JSON answers to its requests. Everything crossing from the worker is
+JSON, size-capped, and never unpickled.
+
+How to drive the worker (local pipes or ``docker run -i``)
+-----------------------------------------------------------
+Start it with a Python >= 3.9 interpreter, stdlib only::
+
+    python3 -I -B worker.py --stdio [--memory-mb N] [--cpu-s N] [--nofile N]
+    python3 -I -B worker.py --fds R,W [...]          # local backend: dedicated pipes
+
+``--stdio``: messages travel on stdin/stdout; the worker first moves its real stdout aside
+(fd 1 is pointed at stderr), so stray C-level prints cannot corrupt the stream. ``--fds R,W``:
+the worker reads host messages from fd R and writes its own to fd W (stdin/stdout unused).
+The worker applies its rlimits (``RLIMIT_AS`` from ``--memory-mb``, ``RLIMIT_FSIZE=0``,
+``RLIMIT_CORE=0``, ``RLIMIT_CPU``) before it reads anything.
+
+Framing: every message is one UTF-8 JSON object on one line (``\\n`` terminated). A message whose
+header has ``"payload": N`` (N > 0) is followed by exactly N raw bytes (host -> worker only).
+Worker -> host lines are capped at :data:`MAX_WORKER_LINE` bytes; the host kills a worker that
+sends more, or anything that is not a JSON object.
+
+Session, in order:
+
+1. host -> ``{"op": "init", "payload": N, "context_format": F, "context_path": P,
+   "functions": [names], "modules": {name: source}, "limits": {...},
+   "allow_unrestricted": false}`` then the N payload bytes.
+
+   - ``context_format``: ``"none"`` (no context), ``"str"`` (payload is UTF-8 text),
+     ``"bytes"`` (raw), ``"json"`` or ``"pickle"`` (trusted direction only).
+   - ``context_path`` (optional, instead of a payload): a file the worker reads the same
+     bytes from, e.g. a read-only bind mount in Docker; use ``"payload": 0`` then.
+   - ``modules``: pure-Python module sources the worker imports from memory. The host always
+     ships ``rlm_sandbox_policy`` (``policy.py``) and, when installed on the host,
+     ``RestrictedPython`` (keys are dotted module names; a package's ``__init__`` is sent under
+     the package name with ``"is_package"`` listed in ``"packages"``). So a container needs
+     nothing but Python and ``worker.py``: no mount, no pip install.
+   - ``limits``: ``{"max_output": chars, "max_final": chars, "max_error": chars,
+     "max_message": bytes}``; defaults apply when missing.
+   - ``allow_unrestricted``: only when RestrictedPython cannot be loaded (Python 3.9): run the
+     code unrestricted and rely on the container alone. Off by default; SECURITY.md says why.
+
+   worker -> ``{"op": "ready", "pid": int, "python": "3.11.7", "restricted": bool}`` or
+   ``{"op": "fatal", "error": str}`` (then it exits).
+
+2. host -> ``{"op": "exec", "id": n, "code": str, "timeout": seconds}``. While the cell runs
+   the worker may send any number of host-function calls::
+
+       worker -> {"op": "call", "id": m, "fn": "llm_query", "args": [...], "kwargs": {...}}
+       host   -> {"op": "reply", "id": m, "ok": true, "value": <json>}
+               | {"op": "reply", "id": m, "ok": false, "error": "ValueError: ..."}
+
+   Time spent waiting for a reply does not count against the cell's timeout (on both sides).
+   The cell ends with::
+
+       worker -> {"op": "result", "id": n, "stdout": str, "error": str|null,
+                  "timed_out": bool, "final": str|null,
+                  "answer": {"content": str, "ready": bool}, "notes": [str]}
+
+   ``timed_out`` here is the worker's own soft deadline (state kept). The host also keeps a
+   hard deadline (timeout + grace): past it, it kills the process (group), starts a fresh
+   worker, re-sends init, and reports ``restarted=True``.
+
+3. host -> ``{"op": "get", "id": n, "name": str}`` -> ``{"op": "value", "id": n, "value": str|null}``
+   host -> ``{"op": "vars", "id": n}`` -> ``{"op": "vars", "id": n, "vars": {name: type_name}}``
+   host -> ``{"op": "ping", "id": n}`` -> ``{"op": "pong", "id": n}``
+   host -> ``{"op": "shutdown"}`` (the worker exits; closing its input does the same).
+
+Keep this format stable: the Docker backend and the worker inside an image built from an older
+release must keep talking.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import IO, Any
+
+PROTOCOL_VERSION = 1
+
+#: Largest single line the host accepts from a worker (bytes). Larger means a hostile or broken
+#: worker: the host kills it.
+MAX_WORKER_LINE = 8 * 1024 * 1024
+
+#: Defaults for the ``limits`` field of ``init``.
+DEFAULT_LIMITS: dict[str, int] = {
+    "max_output": 20_000,  # chars of printed output per cell
+    "max_final": 1_000_000,  # chars of FINAL(...) text
+    "max_error": 4_000,  # chars of error text
+    "max_value": 100_000,  # chars of get_variable()
+    "max_message": MAX_WORKER_LINE,
+}
+
+
+class ProtocolError(RuntimeError):
+    """The other side sent something that is not a valid message (or closed the stream)."""
+
+
+def encode(msg: dict[str, Any]) -> bytes:
+    """One message as one JSON line. ``ensure_ascii`` keeps it a single physical line."""
+    return json.dumps(msg, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+def write_message(stream: IO[bytes], msg: dict[str, Any], payload: bytes | memoryview | None = None
+                  ) -> None:
+    """Write ``msg`` (and its raw payload, whose length is put in the header) and flush."""
+    if payload is not None:
+        msg = dict(msg, payload=len(payload))
+    stream.write(encode(msg))
+    if payload is not None and len(payload):
+        stream.write(payload)
+    stream.flush()
+
+
+def read_message(stream: IO[bytes], limit: int = MAX_WORKER_LINE) -> dict[str, Any]:
+    """Read one JSON-object line; raise :class:`ProtocolError` on EOF, overlong or bad lines."""
+    line = stream.readline(limit + 1)
+    if not line:
+        raise ProtocolError("the worker closed its output (it exited or was killed)")
+    if len(line) > limit or not line.endswith(b"\n"):
+        raise ProtocolError(f"the worker sent a message over {limit} bytes")
+    try:
+        msg = json.loads(line)
+    except ValueError as exc:
+        raise ProtocolError(f"the worker sent a line that is not JSON: {exc}") from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("op"), str):
+        raise ProtocolError("the worker sent a JSON value that is not a message object")
+    return msg
+
+
+def worker_path() -> str:
+    """Absolute path of the worker program, to run it or copy it into a container."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
