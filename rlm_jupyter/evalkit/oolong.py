@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from itertools import combinations
 
-from .filler import CHARS_PER_TOKEN, short_text
+from .filler import RECORD_CHARS_PER_TOKEN, short_text
 from .tasks import Task
 
 LABELS = ("question", "complaint", "praise", "bug report", "feature request", "billing")
@@ -44,7 +44,7 @@ def build_dataset(size_tokens: int, seed: int = 0, *, n_users: int | None = None
     """Records totalling about ``size_tokens`` tokens; label frequencies are skewed and a rare
     label is given to exactly ``rare_users`` users (spread across the whole log)."""
     rng = random.Random(f"oolong-{size_tokens}-{seed}")
-    n_records = max(20, int(size_tokens * CHARS_PER_TOKEN / RECORD_CHARS))
+    n_records = max(20, int(size_tokens * RECORD_CHARS_PER_TOKEN / RECORD_CHARS))
     n_users = n_users or max(8, min(60, n_records // 12))
     users = rng.sample(range(1000, 9999), n_users)
     # Skewed label weights with a unique maximum, shuffled so the winner varies with the seed.

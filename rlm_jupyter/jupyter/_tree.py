@@ -126,6 +126,7 @@ class RunTree:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self._subcalls: dict[str, SubCallNode] = {}
+        self._turn_spans: dict[str, TurnNode] = {}
         for ev in events:
             self.feed(ev)
 
@@ -148,8 +149,11 @@ class RunTree:
             return
         self.totals.child_runs += 1
         sub = self._subcalls.get(run.parent_span_id or "")
+        turn = self._turn_spans.get(run.parent_span_id or "")
         if sub is not None:
             sub.children.append(run)
+        elif turn is not None:
+            turn.children.append(run)
         elif parent.turns:
             parent.turns[-1].children.append(run)
         else:
@@ -172,7 +176,9 @@ class RunTree:
             return
         run = self._run(d)
         if kind == "turn_started":
-            run.turn(int(d.get("turn") or 0))
+            node = run.turn(int(d.get("turn") or 0))
+            if d.get("span_id"):
+                self._turn_spans[d["span_id"]] = node
             self.totals.turns += 1
         elif kind == "model_chunk":
             t = run.turn(int(d.get("turn") or 0))

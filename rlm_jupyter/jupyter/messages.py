@@ -1,20 +1,21 @@
 """Every user-facing message of the magics, kept apart from the entry points (jupysql style).
 
-Messages say what went wrong and what to do next, in one line. ``RLMUsageError`` subclasses
-IPython's ``UsageError`` so IPython prints ``UsageError: <message>`` without a traceback wall,
+Messages say what went wrong and what to do next, in one line. ``RLMUsageError`` is
+IPython's ``UsageError`` itself, so IPython prints ``UsageError: <message>`` without a traceback wall,
 while the cell still fails (so nbval, papermill and "Run all" stop there).
 """
 
 from __future__ import annotations
 
-try:  # IPython is a dependency, but keep this module importable without it (render uses it).
-    from IPython.core.error import UsageError as _UsageError
+try:  # IPython is a dependency, but keep this module importable without it.
+    from IPython.core.error import UsageError
 except Exception:  # pragma: no cover - IPython always installed with the package
-    _UsageError = Exception  # type: ignore[misc,assignment]
+    class UsageError(Exception):  # type: ignore[no-redef]
+        """Stand-in when IPython is missing."""
 
-
-class RLMUsageError(_UsageError):  # type: ignore[misc,valid-type]
-    """A one-line, actionable error raised by the magics."""
+#: The error every user mistake raises. IPython prints exactly ``UsageError: <message>`` (no
+#: traceback) only for this exact class, not for subclasses, hence an alias, not a subclass.
+RLMUsageError = UsageError
 
 
 SUBCOMMANDS = ("config", "doctor", "logs", "replay", "cost", "models", "stop", "last", "demo",

@@ -56,7 +56,8 @@ class ProgressPrinter:
             if self._root is None:
                 self._root = d.get("run_id")
                 return (f"▶ RLM {d.get('model') or ''} · sandbox {d.get('sandbox') or '?'}"
-                        + (f" · context {d.get('context_summary')}" if d.get("context_summary") else ""))
+                        + (f" · context {one_line(d.get('context_summary') or '', 70)}"
+                           if d.get("context_summary") else ""))
             return f"{ind}↳ child RLM: {one_line(d.get('question') or '', 60)}"
         if kind == "model_response":
             toks = int(d.get("prompt_tokens") or 0) + int(d.get("completion_tokens") or 0)

@@ -195,7 +195,8 @@ def markdown_to_html(text: str) -> str:
     try:
         import mistune
 
-        return str(mistune.html(text))  # mistune escapes raw HTML by default in v3
+        md = mistune.create_markdown(escape=True)  # model output is untrusted: no raw HTML
+        return str(md(text))
     except Exception:
         return f"<pre>{_e(text)}</pre>"
 
@@ -226,7 +227,8 @@ def render_html(source: Any, *, open_turns: bool = False) -> str:
         parts.append(f"<div class='dim'>model {_e(root.model)}"
                      + (f" · sub-model {_e(root.sub_model)}" if root.sub_model else "")
                      + (f" · sandbox {_e(root.sandbox)}" if root.sandbox else "")
-                     + (f" · context {_e(root.context_summary)}" if root.context_summary else "")
+                     + (f" · context {_e(one_line(root.context_summary, 140))}"
+                        if root.context_summary else "")
                      + "</div>")
     for run in tree.roots:
         _html_run(run, parts, open_turns)
@@ -298,6 +300,30 @@ def mimebundle(source: Any) -> dict[str, str]:
     tree = as_tree(source)
     return {"text/plain": render_text(tree), "text/markdown": render_markdown(tree),
             "text/html": render_html(tree)}
+
+
+def result_events(result: Any) -> list[Any]:
+    """A result's events: kept in memory by the engine, else read back from its JSONL log."""
+    events = list(getattr(result, "events", None) or [])
+    if not events and getattr(result, "log_path", None):
+        try:
+            from rlm_jupyter.engine.trajectory import iter_events
+
+            events = list(iter_events(result.log_path))
+        except (OSError, ValueError):
+            events = []
+    return events
+
+
+def result_mimebundle(result: Any) -> dict[str, str]:
+    """``RunResult._repr_mimebundle_`` delegates here: the answer first, the trajectory below."""
+    events = result_events(result)
+    if not events:
+        text = repr(result)
+        return {"text/plain": text, "text/html": f"<pre>{_e(text)}</pre>"}
+    bundle = mimebundle(events)
+    bundle["text/plain"] = repr(result) + "\n" + bundle["text/plain"]
+    return bundle
 
 
 def render_events(events: Iterable[Any], fmt: str = "text") -> str:

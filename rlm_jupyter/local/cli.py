@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"llama-cpp-python {ensure_llama_cpp(progress=_progress)} ready")
         elif args.cmd == "serve":
             info = server.serve(args.model, args.port,
-                                n_ctx=args.n_ctx or server.DEFAULT_N_CTX, n_threads=args.threads,
+                                n_ctx=args.n_ctx, n_threads=args.threads,
                                 keep_alive=True, progress=_progress)
             print(f"model={info.litellm_model} api_base={info.api_base} api_key={server.API_KEY}")
             print(f"e.g. RLM(model={info.litellm_model!r}, api_base={info.api_base!r}, "

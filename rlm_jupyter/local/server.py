@@ -192,22 +192,24 @@ def _stop_owned() -> None:
 atexit.register(_stop_owned)
 
 
-def serve(name_or_path: str, port: int | None = None, *, n_ctx: int = DEFAULT_N_CTX,
+def serve(name_or_path: str, port: int | None = None, *, n_ctx: int | None = None,
           n_threads: int | None = None, keep_alive: bool = True, ready_timeout_s: float = 180.0,
           progress: Progress | None = None) -> ServerInfo:
     """Start (or reuse) a server for a named model or a GGUF path; return once it answers.
 
-    A live server for the same model is reused whatever its port, unless ``port`` asks for a
-    different one. ``keep_alive=False`` stops it when this interpreter exits.
+    A live server for the same model is reused unless ``port`` or ``n_ctx`` is given and
+    differs from it (then it is restarted). ``n_ctx`` defaults to 16384 tokens.
+    ``keep_alive=False`` stops a server started here when this interpreter exits.
     """
     alias, path = resolve_model(name_or_path, progress=progress)
     existing = find_server(alias)
-    if existing is not None and (port is None or port == existing.port):
-        if Path(existing.model_path) == path:
+    if existing is not None:
+        if (Path(existing.model_path) == path and port in (None, existing.port)
+                and n_ctx in (None, existing.n_ctx)):
             return existing
+        _say(progress, f"Restarting the {alias} server with the requested settings")
         stop(alias)
-    elif existing is not None:
-        stop(alias)
+    n_ctx = n_ctx or DEFAULT_N_CTX
     ensure_llama_cpp(progress=progress)
     port = port or _free_port()
     if _models_endpoint(port, timeout=0.5) is not None:

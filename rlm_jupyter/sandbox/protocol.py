@@ -69,6 +69,15 @@ Session, in order:
    host -> ``{"op": "ping", "id": n}`` -> ``{"op": "pong", "id": n}``
    host -> ``{"op": "shutdown"}`` (the worker exits; closing its input does the same).
 
+For backend authors: ``rlm_jupyter.sandbox.local.WorkerSandbox`` already implements the host
+side (handshake, host-function dispatch, hard deadline, restart on hang or death). A new backend
+subclasses it and implements ``_spawn(context_bytes) -> (writer, reader)`` (binary streams to the
+worker's input and from its output, e.g. a ``docker run -i`` process's stdin/stdout),
+``_kill()`` (idempotent), and optionally ``_death_reason()``, ``_cleanup()`` and
+``_context_path()`` (return a path the *worker* can read to skip streaming the payload). The
+worker needs only ``worker.py`` and a Python >= 3.10 for RestrictedPython 9 (3.9 runs only with
+``allow_unrestricted``). :func:`make_init` builds the ``init`` message.
+
 Keep this format stable: the Docker backend and the worker inside an image built from an older
 release must keep talking.
 """
@@ -134,3 +143,77 @@ def read_message(stream: IO[bytes], limit: int = MAX_WORKER_LINE) -> dict[str, A
 def worker_path() -> str:
     """Absolute path of the worker program, to run it or copy it into a container."""
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
+
+
+# --------------------------------------------------------------------------------------------
+# Building the init message (shared by the local and Docker backends)
+
+_SHIPPED: tuple[dict[str, str], list[str]] | None = None
+
+
+def shipped_modules() -> tuple[dict[str, str], list[str]]:
+    """Sources the worker imports from memory: the policy and (when installed) RestrictedPython.
+
+    Read once per process; about 150 KB.
+    """
+    global _SHIPPED
+    if _SHIPPED is None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, "policy.py"), encoding="utf-8") as fh:
+            sources = {"rlm_sandbox_policy": fh.read()}
+        packages: list[str] = []
+        try:
+            import importlib.util
+            spec = importlib.util.find_spec("RestrictedPython")
+        except Exception:
+            spec = None
+        if spec is not None and spec.submodule_search_locations:
+            pkg_dir = list(spec.submodule_search_locations)[0]
+            for fname in sorted(os.listdir(pkg_dir)):
+                if not fname.endswith(".py"):
+                    continue
+                mod = "RestrictedPython" if fname == "__init__.py" else \
+                    "RestrictedPython." + fname[:-3]
+                with open(os.path.join(pkg_dir, fname), encoding="utf-8") as fh:
+                    sources[mod] = fh.read()
+            packages.append("RestrictedPython")
+        _SHIPPED = (sources, packages)
+    return _SHIPPED
+
+
+def encode_context(context: Any) -> tuple[str, bytes]:
+    """``(context_format, payload)`` for ``init``: raw UTF-8 for str (fastest for 100 MB
+    texts), raw bytes, otherwise pickle (host -> worker is the trusted direction)."""
+    import pickle
+
+    if context is None:
+        return "none", b""
+    if isinstance(context, str):
+        return "str", context.encode("utf-8", "surrogatepass")
+    if isinstance(context, (bytes, bytearray)):
+        return "bytes", bytes(context)
+    try:
+        return "pickle", pickle.dumps(context, protocol=min(5, pickle.HIGHEST_PROTOCOL))
+    except Exception as exc:
+        raise TypeError(
+            f"the context ({type(context).__name__}) cannot be sent to a worker process: {exc}. "
+            "Convert it to str, list or dict, or use sandbox='inprocess'") from None
+
+
+def make_init(context: Any, function_names: list[str], limits: dict[str, int] | None = None,
+              *, strict: bool = False, allow_unrestricted: bool = False,
+              context_path: str | None = None, has_context: bool = True
+              ) -> tuple[dict[str, Any], bytes]:
+    """The ``init`` header and payload. With ``context_path`` the payload is returned but the
+    header points at the file instead (``payload`` 0): write the bytes there yourself."""
+    fmt, payload = encode_context(context) if has_context else ("none", b"")
+    sources, packages = shipped_modules()
+    header: dict[str, Any] = {
+        "op": "init", "version": PROTOCOL_VERSION, "context_format": fmt,
+        "functions": list(function_names), "modules": sources, "packages": packages,
+        "limits": {**DEFAULT_LIMITS, **(limits or {})}, "strict": strict,
+        "allow_unrestricted": allow_unrestricted,
+    }
+    if context_path:
+        header["context_path"] = context_path
+    return header, payload

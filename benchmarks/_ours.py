@@ -1,0 +1,480 @@
+"""Benchmarks 1-5 and the sandbox micro-benchmarks, all on rlm-jupyter itself.
+
+Every run goes through the public API (``RLM.run``) against the scripted OpenAI-compatible
+server over real HTTP, so what is measured is what a user gets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _util import ROOT, Figure, Section, fmt, median, table, timed
+
+REPL = "```repl\n{}\n```"
+
+
+def _server(policy: str, latency_s: float = 0.0, **kw: Any) -> Any:
+    """The scripted server in its own process (see _policies.py for why)."""
+    from _serve import RemoteServer
+
+    return RemoteServer(policy, latency_s=latency_s, **kw)
+
+
+def _rlm(srv: Any, sandbox: str, workdir: Path, **kw: Any) -> Any:
+    from rlm_jupyter import RLM
+
+    kw.setdefault("cache", False)
+    kw.setdefault("log_dir", str(workdir / "runs"))
+    kw.setdefault("cache_dir", str(workdir / "cache"))
+    return RLM(model=srv.model, api_base=srv.base_url, api_key="bench-key", sandbox=sandbox,
+               **kw)
+
+
+def _check(result: Any, what: str) -> None:
+    if result.error is not None or result.answer is None:
+        raise RuntimeError(f"{what}: the run failed ({result.status}): {result.error}")
+
+
+# -- 1. a batch of sub-calls ------------------------------------------------------------------
+
+def batch(backends: list[str], workdir: Path, n: int = 64, latency_s: float = 0.2,
+          concurrency: int = 16, repeats: int = 3) -> Section:
+    section = Section(
+        f"1. A batch of {n} sub-calls",
+        f"`llm_query_batched` of {n} prompts from one cell, {latency_s * 1000:.0f} ms server "
+        f"latency per request, `concurrency={concurrency}`. The value is the cell's duration as "
+        f"the sandbox reports it (`CodeExecuted.duration_s`); the lower bound is "
+        f"ceil({n}/{concurrency}) x {latency_s} s. Median of {repeats} runs.")
+    bound = math.ceil(n / concurrency) * latency_s
+    for backend in backends:
+        cells, spans = [], []
+        for _ in range(repeats):
+            with _server("batch", latency_s=latency_s, n=n) as srv:
+                rlm = _rlm(srv, backend, workdir, concurrency=concurrency)
+                result = rlm.run("Batch benchmark: how many replies?", context="x")
+                _check(result, f"batch on {backend}")
+                if result.answer != str(n):
+                    raise RuntimeError(f"batch on {backend}: answer {result.answer!r} != {n}")
+            executed = [e for e in result.events if e.type == "code_executed"]
+            cells.append(executed[0].duration_s)
+            starts = [e.ts for e in result.events if e.type == "subcall_started"]
+            ends = [e.ts for e in result.events if e.type == "subcall_finished"]
+            spans.append(max(ends) - min(starts))
+        value = median(cells)
+        ratio = value / bound
+        section.figures.append(Figure(
+            f"{n} sub-calls, {backend}", value, bound=bound, target="ratio <= 1.10",
+            ok=ratio <= 1.10,
+            note=f"first start to last finish {fmt(median(spans), 's')}; "
+                 f"runs {', '.join(fmt(c, 's') for c in cells)}"))
+    return section
+
+
+# -- 2. per-turn host overhead ------------------------------------------------------------------
+
+TURN_TARGET_MS = {"local": 2.0, "docker": 5.0, "inprocess": 1.0}
+
+
+def _turn_run(backend: str, workdir: Path, turns: int, stream: bool,
+              profile: Path | None = None) -> dict[str, Any]:
+    """One run of ``turns`` trivial cells and a final answer; time split by stage."""
+    from _probe import Probe
+
+    with _server("turns", latency_s=0.0, n=turns) as srv:
+        rlm = _rlm(srv, backend, workdir, max_iterations=turns + 2, stream=stream)
+        profiler = None
+        with Probe() as probe:
+            if profile is not None:
+                import cProfile
+
+                profiler = cProfile.Profile()
+                profiler.enable()
+            wall, result = timed(lambda: rlm.run("Turn benchmark: say done.", context="x"))
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(str(profile))
+        _check(result, f"turns on {backend}")
+        requests = srv.requests()
+    server_s = sum(r["elapsed_s"] for r in requests)
+    ran = [e for e in result.events if e.type == "code_executed"]
+    if len(ran) != turns:
+        raise RuntimeError(f"turns on {backend}: {len(ran)} cells ran, expected {turns}")
+    started = [e.ts for e in result.events if e.type == "turn_started"]
+    finished = [e.ts for e in result.events if e.type == "run_finished"][-1]
+    # Loop time: from the first turn to the end, so sandbox start-up is not spread over turns.
+    loop_s = finished - started[0]
+    n_turns = len(started)
+    stages = dict(probe.totals)
+    llm = stages.pop("llm_client", 0.0)
+    stages["llm_client (minus server)"] = max(0.0, llm - server_s)
+    round_trip = stages.pop("sandbox_round_trip", 0.0)
+    stages["sandbox round trip (minus code)"] = max(0.0, round_trip - probe.inner_exec_s)
+    stages["code itself (in the sandbox)"] = probe.inner_exec_s
+    accounted = server_s + sum(stages.values())
+    stages["other engine work"] = max(0.0, loop_s - accounted)
+    return {"wall_s": wall, "loop_s": loop_s, "turns": n_turns, "server_s": server_s,
+            "overhead_per_turn_s": (loop_s - server_s) / n_turns,
+            "stages_per_turn_s": {k: v / n_turns for k, v in stages.items()}}
+
+
+def turns(backends: list[str], workdir: Path, n_turns: int = 40, repeats: int = 3,
+          profile_dir: Path | None = None) -> tuple[Section, dict[str, Any]]:
+    section = Section(
+        "2. Per-turn host overhead",
+        f"A zero-latency scripted model and {n_turns} turns of a trivial cell (`x = N`), then "
+        f"`FINAL`. Overhead per turn = (time from the first turn to the end of the run - time "
+        f"the model server spent on the requests) / turns; median of {repeats} runs. The "
+        f"stages are exclusive times measured by wrapping the engine's functions in place.")
+    details: dict[str, Any] = {}
+    stage_rows = []
+    for backend in backends:
+        for stream in (True, False):
+            runs = [_turn_run(backend, workdir, n_turns, stream) for _ in range(repeats)]
+            runs.sort(key=lambda r: r["overhead_per_turn_s"])
+            mid = runs[len(runs) // 2]
+            per_turn = mid["overhead_per_turn_s"]
+            target = TURN_TARGET_MS[backend]
+            label = "streamed (default)" if stream else "stream=False"
+            section.figures.append(Figure(
+                f"{backend}, {label}", per_turn, target=f"<= {target:g} ms",
+                ok=per_turn * 1000 <= target,
+                note=f"runs: {', '.join(fmt(r['overhead_per_turn_s'], 's') for r in runs)}"))
+            details[f"{backend}/{label}"] = mid
+            for stage, secs in sorted(mid["stages_per_turn_s"].items(), key=lambda kv: -kv[1]):
+                stage_rows.append([backend, label, stage, f"{secs * 1000:.3f} ms"])
+        if profile_dir is not None:
+            profile_dir.mkdir(parents=True, exist_ok=True)
+            _turn_run(backend, workdir, n_turns, True, profile=profile_dir / f"{backend}.prof")
+    section.tables.append("Where a turn's host time goes (median run, per turn):\n\n"
+                          + table(["backend", "mode", "stage", "per turn"], stage_rows))
+    return section, details
+
+
+def hotspots(profile: Path, limit: int = 25) -> str:
+    """The profile's top functions by own time, as a markdown table."""
+    import pstats
+
+    stats = pstats.Stats(str(profile))
+    total = stats.total_tt or 1.0
+    rows = []
+    entries = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])  # (cc, nc, tt, ct, callers)
+    for (filename, line, func), (cc, nc, tt, ct, _) in entries[:limit]:
+        short = _short_path(filename)
+        rows.append([f"`{short}:{line} {func}`", str(nc), f"{tt * 1000:.1f}", f"{ct * 1000:.1f}",
+                     f"{100 * tt / total:.1f}%"])
+    by_pkg: dict[str, float] = {}
+    for (filename, _, _), (_, _, tt, _, _) in stats.stats.items():
+        by_pkg[_package(filename)] = by_pkg.get(_package(filename), 0.0) + tt
+    pkg_rows = [[k, f"{v * 1000:.1f}", f"{100 * v / total:.1f}%"]
+                for k, v in sorted(by_pkg.items(), key=lambda kv: -kv[1])[:12]]
+    return (table(["function", "calls", "own ms", "cumulative ms", "share"], rows) + "\n\n"
+            + table(["package", "own ms", "share"], pkg_rows))
+
+
+def engine_hotspots(profile: Path, limit: int = 15) -> list[list[str]]:
+    """Our own functions (rlm_jupyter/*) by cumulative time."""
+    import pstats
+
+    stats = pstats.Stats(str(profile))
+    rows = []
+    for (filename, line, func), (cc, nc, tt, ct, _) in stats.stats.items():
+        if "rlm_jupyter" in filename and "/testing/" not in filename:
+            rows.append((ct, [f"`{_short_path(filename)}:{line} {func}`", str(nc),
+                              f"{tt * 1000:.1f}", f"{ct * 1000:.1f}"]))
+    rows.sort(key=lambda r: -r[0])
+    return [r for _, r in rows[:limit]]
+
+
+def _short_path(filename: str) -> str:
+    for marker in ("site-packages/", "rlm_jupyter/", "lib/python3"):
+        if marker in filename:
+            head, tail = filename.split(marker, 1)
+            return (marker if marker == "rlm_jupyter/" else "") + tail
+    return filename
+
+
+def _package(filename: str) -> str:
+    if "rlm_jupyter/testing" in filename:
+        return "rlm_jupyter.testing (the scripted server)"
+    if "rlm_jupyter" in filename:
+        return "rlm_jupyter"
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0]
+    if filename.startswith("~") or filename.startswith("<"):
+        return "builtins"
+    if "/lib/python3" in filename:
+        return "stdlib:" + filename.rsplit("/", 1)[-1]
+    return filename
+
+
+# -- 3. big contexts (fresh subprocess per size and backend) --------------------------------
+
+def context_child(backend: str, megabytes: float, workdir: Path) -> dict[str, Any]:
+    """Runs in a fresh interpreter: time to the first root call and peak memory."""
+    from _util import children_peak_rss_mb, peak_rss_mb
+    from rlm_jupyter.engine.llm import get_litellm
+
+    get_litellm()  # import cost is not part of the figure
+    baseline_mb = peak_rss_mb()
+    line = "the quick brown fox jumps over the lazy dog 0123456789 filler text line\n"
+    text = line * max(1, int(megabytes * 1024 * 1024 / len(line)))
+    context_mb = len(text) / 1024 / 1024
+    first_call: list[float] = []
+
+    def root(req: Any) -> str:
+        if not first_call:
+            first_call.append(time.perf_counter())
+        return REPL.format("print(len(context))\nFINAL(str(len(context)))")
+
+    from rlm_jupyter.testing import ScriptedServer
+
+    docker_peak: list[float] = []
+    with ScriptedServer(root=root, sub="ok") as srv:
+        rlm = _rlm(srv, backend, workdir, cell_timeout_s=300)
+        watcher = _DockerMemWatcher() if backend == "docker" else None
+        if watcher:
+            watcher.start()
+        started = time.perf_counter()
+        result = rlm.run("Context benchmark: how long is it?", context=text)
+        finished = time.perf_counter()
+        if watcher:
+            docker_peak.append(watcher.stop())
+    _check(result, f"context {megabytes} MB on {backend}")
+    if result.answer != str(len(text)):
+        raise RuntimeError(f"context on {backend}: answer {result.answer!r} != {len(text)}")
+    prompt_chars = max(r.prompt_chars for r in srv.requests.snapshot())
+    return {
+        "backend": backend, "context_mb": context_mb,
+        "first_root_call_s": first_call[0] - started, "run_s": finished - started,
+        "host_peak_mb": peak_rss_mb(), "host_baseline_mb": baseline_mb,
+        "worker_peak_mb": children_peak_rss_mb() if backend == "local" else None,
+        "container_peak_mb": docker_peak[0] if docker_peak else None,
+        "max_prompt_chars": prompt_chars,
+    }
+
+
+class _DockerMemWatcher:
+    """Samples the peak memory of our sandbox containers (cgroup v1 max_usage or docker stats)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return self.peak_mb
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                ids = subprocess.run(["docker", "ps", "-q", "--no-trunc", "--filter",
+                                      "label=rlm-jupyter.pid=" + str(os.getpid())],
+                                     capture_output=True, text=True, timeout=5).stdout.split()
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            for cid in ids:
+                for path in (f"/sys/fs/cgroup/memory/docker/{cid}/memory.max_usage_in_bytes",
+                             f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.peak"):
+                    try:
+                        value = int(Path(path).read_text()) / 1024 / 1024
+                        self.peak_mb = max(self.peak_mb, value)
+                    except (OSError, ValueError):
+                        pass
+
+
+def contexts(backends: list[str], sizes_mb: list[float], workdir: Path,
+             timeout_s: float = 600) -> Section:
+    section = Section(
+        "3. Large contexts",
+        "A fresh interpreter per size and backend (so peak memory is that run's own). Time to "
+        "the first root call: from `RLM.run` until the scripted server receives the first "
+        "request (sandbox start, context transfer, prompt building). Host peak is the "
+        "process's peak RSS (the context string itself included); the worker's peak is the "
+        "largest child RSS (local) or the container's cgroup peak (docker); inprocess shares "
+        "the host. Max prompt: the largest request the root model received, in characters "
+        "(the context never enters a prompt).")
+    rows = []
+    for backend in backends:
+        for mb in sizes_mb:
+            try:
+                data = _run_child(["context", backend, str(mb), str(workdir)], timeout_s)
+            except Exception as exc:  # noqa: BLE001 - one failure must not lose the rest
+                rows.append([backend, f"{mb:g}", "failed", "", "", "", "", str(exc)[:200]])
+                continue
+            worker = data.get("worker_peak_mb") or data.get("container_peak_mb")
+            rows.append([backend, f"{data['context_mb']:.0f}",
+                         fmt(data["first_root_call_s"], "s"), fmt(data["run_s"], "s"),
+                         f"{data['host_peak_mb']:.0f} MB",
+                         f"{data['host_peak_mb'] - data['host_baseline_mb']:.0f} MB",
+                         "shared" if backend == "inprocess" else
+                         ("n/a" if worker is None else f"{worker:.0f} MB"),
+                         f"{data['max_prompt_chars']:,}"])
+    section.tables.append(table(["backend", "context MB", "to first root call", "whole run",
+                                 "host peak RSS", "host growth", "worker/container peak",
+                                 "max prompt chars"], rows))
+    return section
+
+
+def _run_child(args: list[str], timeout_s: float) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).with_name("run.py")), "--child", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                          cwd=str(ROOT))
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"child {' '.join(args)} failed (rc {proc.returncode}): "
+                       f"{(proc.stderr or proc.stdout).strip()[-400:]}")
+
+
+# -- issue 3: sandbox micro-benchmarks ----------------------------------------------------------
+
+def sandbox_micro(backends: list[str], sizes_mb: list[float], cells: int = 50) -> Section:
+    from rlm_jupyter.sandbox import open_sandbox
+
+    section = Section(
+        "3b. Sandbox backends",
+        "`open_sandbox` directly. Start: open with no context until the first `pass` cell "
+        f"returns (for docker: the container start). Round trip: median of {cells} cells of "
+        "`x = 1` (the in-sandbox time subtracted: pure transport and bookkeeping), and one "
+        "`llm_query` call from the cell to a host function that returns at once. Context "
+        "transfer: open with a context of that size until `len(context)` returns, minus the "
+        "empty start.")
+    rows = []
+    for backend in backends:
+        start_s = []
+        for _ in range(3):
+            def first_cell() -> Any:
+                with open_sandbox(backend, timeout_s=30) as sb:
+                    sb.execute("pass")
+
+            t, _ = timed(first_cell)
+            start_s.append(t)
+        start = median(start_s)
+        with open_sandbox(backend, functions={"llm_query": lambda p, model=None: "ok"},
+                          timeout_s=30) as sb:
+            sb.execute("x = 0")
+            trips, inner = [], []
+            for _ in range(cells):
+                t, r = timed(lambda: sb.execute("x = 1"))
+                trips.append(t)
+                inner.append(r.duration_s)
+            calls = []
+            for _ in range(max(5, cells // 5)):
+                t, r = timed(lambda: sb.execute("y = llm_query('hi')"))
+                if r.error:
+                    raise RuntimeError(f"{backend}: llm_query failed in the cell: {r.error}")
+                calls.append(t)
+            call_cells = median(calls)
+        trip = median(trips)
+        rows.append([backend, "start (no context)", fmt(start, "s"),
+                     ", ".join(fmt(s, "s") for s in start_s)])
+        rows.append([backend, "cell round trip", fmt(trip, "s"),
+                     f"in-sandbox {fmt(median(inner), 's')}; transport "
+                     f"{fmt(trip - median(inner), 's')}"])
+        rows.append([backend, "cell with one llm_query", fmt(call_cells, "s"),
+                     f"host function hop ~{fmt(max(0.0, call_cells - trip), 's')}"])
+        for mb in sizes_mb:
+            text = "x" * int(mb * 1024 * 1024)
+
+            def with_context() -> Any:
+                with open_sandbox(backend, context=text, timeout_s=120) as sb:
+                    r = sb.execute("print(len(context))")
+                    if str(len(text)) not in r.stdout:
+                        raise RuntimeError(f"{backend}: context did not arrive: {r.stdout!r} "
+                                           f"{r.error!r}")
+
+            t, _ = timed(with_context)
+            rows.append([backend, f"context transfer {mb:g} MB", fmt(max(0.0, t - start), "s"),
+                         f"open + first cell {fmt(t, 's')}; "
+                         f"{mb / max(1e-6, t - start):.0f} MB/s"])
+    section.tables.append(table(["backend", "what", "median", "detail"], rows))
+    return section
+
+
+# -- 4. cached re-run --------------------------------------------------------------------------
+
+def cached_rerun(backend: str, workdir: Path, n: int = 100, latency_s: float = 0.05,
+                 priced_model: str = "gpt-4o-mini") -> Section:
+    section = Section(
+        "4. A cached re-run",
+        f"`RLM(temperature=0)` turns the response cache on. The first run makes {n} sub-calls "
+        f"({latency_s * 1000:.0f} ms latency) through `llm_query_batched`; the second, "
+        f"identical run must be served from the cache. The scripted server answers as "
+        f"`{priced_model}` so litellm prices the first run. Backend: {backend}.")
+    cache_dir = Path(tempfile.mkdtemp(prefix="cache-", dir=workdir))
+    with _server("cache", latency_s=latency_s, model_name=priced_model, n=n) as srv:
+        rlm = _rlm(srv, backend, workdir, cache=None, cache_dir=str(cache_dir),
+                   temperature=0)
+        first_s, first = timed(lambda: rlm.run("Cache benchmark: summarise.", context="x"))
+        _check(first, "cache first run")
+        before = len(srv.requests())
+        second_s, second = timed(lambda: rlm.run("Cache benchmark: summarise.", context="x"))
+        _check(second, "cache second run")
+        calls = len(srv.requests()) - before
+    hits = sum(1 for e in second.events if getattr(e, "cached", False))
+    section.figures.append(Figure("first run", first_s, note=f"cost ${first.cost_usd:.6f}"))
+    section.figures.append(Figure("cached re-run, wall", second_s, target="<= 0.3 s",
+                                  ok=second_s <= 0.3,
+                                  note=f"{calls} requests reached the server; {hits} events "
+                                       f"marked cached"))
+    section.figures.append(Figure("cached re-run, cost", second.cost_usd, unit="$",
+                                  target="$0", ok=second.cost_usd == 0.0))
+    return section
+
+
+# -- 5. import times --------------------------------------------------------------------------
+
+IMPORT_SNIPPET = """
+import time, sys
+t = time.perf_counter()
+import rlm_jupyter
+print(time.perf_counter() - t, 'litellm' in sys.modules)
+"""
+
+LOAD_EXT_SNIPPET = """
+import time, sys
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+t = time.perf_counter()
+shell.run_line_magic('load_ext', 'rlm')
+print(time.perf_counter() - t, 'litellm' in sys.modules)
+"""
+
+
+def import_times(repeats: int = 5) -> Section:
+    section = Section(
+        "5. Import times",
+        f"A fresh interpreter each time (median of {repeats}); `%load_ext rlm` is timed inside "
+        "an IPython shell that is already running (as in a kernel), `import rlm_jupyter` from "
+        "a bare interpreter. Interpreter start-up itself is not counted.")
+    for label, snippet in (("import rlm_jupyter", IMPORT_SNIPPET),
+                           ("%load_ext rlm", LOAD_EXT_SNIPPET)):
+        values, heavy = [], False
+        for _ in range(repeats):
+            proc = subprocess.run([sys.executable, "-c", snippet], capture_output=True,
+                                  text=True, timeout=120, cwd=str(ROOT))
+            if proc.returncode != 0:
+                raise RuntimeError(f"{label} failed: {proc.stderr.strip()[-300:]}")
+            secs, litellm_loaded = proc.stdout.split()[-2:]
+            values.append(float(secs))
+            heavy = heavy or litellm_loaded == "True"
+        value = median(values)
+        section.figures.append(Figure(label, value, target="<= 0.2 s", ok=value <= 0.2,
+                                      note="litellm imported!" if heavy else
+                                      "litellm not imported"))
+    return section

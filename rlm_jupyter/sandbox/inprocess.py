@@ -1,0 +1,180 @@
+"""The in-process sandbox: the same policy, run on a thread inside the kernel (opt-in).
+
+Why it exists: no process start and no copy of the context, so a 1 GB DataFrame is available
+instantly. Why it is best effort: everything runs in the kernel's own interpreter. The policy
+(RestrictedPython, guards, facades, strict pandas allow-list) keeps honest and most hostile code
+in its lane, and Python-level loops stop at the deadline, but a C-level loop (a regex that
+backtracks, ``sum(range(10**13))``), one huge allocation or a very deep chain of iterators can
+still hang or kill the kernel. After a cell that cannot be stopped this sandbox refuses further
+cells: restart the kernel, or use ``sandbox="local"``. SECURITY.md has the details.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from .base import ExecResult, HostFunctions, SandboxError
+from .policy import Repl
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _rss_bytes() -> int:
+    """Current resident set size of this process (Linux; 0 where unknown)."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _json_copy(value: Any, what: str) -> Any:
+    """Cut every object reference: host functions get and return plain JSON data, exactly as
+    in the worker backends, so no host object (client, key, closure) reaches the sandbox."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must be JSON-compatible (str, int, float, bool, None, list, "
+                        f"dict): {exc}") from None
+
+
+class InProcessSandbox:
+    """Runs cells on a daemon thread of the current process, sharing ``context`` without copy."""
+
+    kind = "inprocess"
+
+    def __init__(self, context: Any = None, functions: HostFunctions | None = None,
+                 timeout_s: float = 30.0, memory_mb: int | None = None, *,
+                 grace_s: float = 2.0, limits: dict[str, int] | None = None,
+                 watchdog_interval_s: float = 0.05, **options: Any) -> None:
+        if options:
+            raise TypeError(f"unknown sandbox option(s): {', '.join(sorted(options))}")
+        self._functions: dict[str, Callable[..., Any]] = dict(functions or {})
+        for name in self._functions:
+            if not name.isidentifier() or name.startswith("_"):
+                raise ValueError(f"host function name {name!r} must be a public identifier")
+        self.timeout_s = float(timeout_s)
+        self.grace_s = float(grace_s)
+        #: Growth of the kernel's RSS during one cell that stops the cell (MB).
+        self.memory_mb = int(memory_mb) if memory_mb else 2048
+        self._interval = watchdog_interval_s
+        self._repl = Repl(context=context, host_call=self._host_call,
+                          functions=list(self._functions), limits=limits, strict=True,
+                          restricted=True)
+        self._lock = threading.Lock()
+        self._stuck: threading.Thread | None = None
+        self._closed = False
+
+    # host functions run on the cell's thread; the deadline is paused meanwhile (policy)
+    def _host_call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        fn = self._functions.get(name)
+        if fn is None:
+            raise NameError(f"no host function named {name!r}")
+        args = _json_copy(args, f"arguments to {name}()")
+        kwargs = _json_copy(kwargs, f"arguments to {name}()")
+        try:
+            value = fn(*args, **kwargs)
+        except Exception as exc:
+            raise RuntimeError(f"{name}() failed: {type(exc).__name__}: {exc}"[:4000]) from None
+        return _json_copy(value, f"the result of {name}()")
+
+    def _check_usable(self) -> list[str]:
+        if self._closed:
+            raise SandboxError("this sandbox is closed; open a new one with open_sandbox()")
+        if self._stuck is not None:
+            if self._stuck.is_alive():
+                raise SandboxError(
+                    "an earlier cell in the in-process sandbox could not be stopped (a C-level "
+                    "loop or a blocking call) and is still running in the kernel. Restart the "
+                    "kernel, or use sandbox='local' (the default), which can always kill a "
+                    "runaway cell.")
+            self._stuck = None
+            return ["The cell that could not be stopped has finished by now; the sandbox "
+                    "accepts cells again. Its partial changes to variables may remain."]
+        return []
+
+    def execute(self, code: str, timeout_s: float | None = None) -> ExecResult:
+        with self._lock:
+            notes = self._check_usable()
+            timeout = float(timeout_s if timeout_s is not None else self.timeout_s)
+            box: dict[str, Any] = {}
+
+            def run() -> None:
+                box["result"] = self._repl.execute(str(code), timeout)
+
+            t0 = time.monotonic()
+            thread = threading.Thread(target=run, name="rlm-inprocess-cell", daemon=True)
+            base_rss = _rss_bytes()
+            limit = self.memory_mb * 1024 * 1024
+            thread.start()
+            aborted_for_memory = False
+            try:
+                dl = self._repl.deadline
+                abort_at: float | None = None
+                while thread.is_alive():
+                    thread.join(self._interval)
+                    if not thread.is_alive():
+                        break
+                    now = time.monotonic()
+                    if base_rss and not aborted_for_memory and _rss_bytes() - base_rss > limit:
+                        aborted_for_memory = True
+                        dl.abort(f"memory use grew by more than {self.memory_mb} MB")
+                        abort_at = now
+                    end = dl.deadline  # moves forward while a host function runs
+                    past_deadline = (end is not None and dl._paused_at is None
+                                     and now > end + self.grace_s)
+                    past_abort = abort_at is not None and now > abort_at + self.grace_s
+                    if past_deadline or past_abort:
+                        self._repl.deadline.abort("the cell could not be stopped in time")
+                        self._stuck = thread
+                        return ExecResult(
+                            error=(f"TimeoutError: the cell ran past its {timeout:g} s limit "
+                                   f"inside C code that cannot be interrupted in-process. The "
+                                   f"in-process sandbox now refuses further cells: restart the "
+                                   f"kernel or switch to sandbox='local'."),
+                            timed_out=True, duration_s=time.monotonic() - t0,
+                            notes=notes + ["in-process cell could not be stopped"])
+            except BaseException:
+                self._repl.deadline.abort("interrupted by the user")
+                thread.join(self.grace_s)
+                if thread.is_alive():
+                    self._stuck = thread
+                raise
+            res = box.get("result") or {}
+            extra = list(res.get("notes") or [])
+            if aborted_for_memory:
+                extra.append(f"the cell was stopped because the kernel's memory grew by more "
+                             f"than {self.memory_mb} MB")
+            return ExecResult(
+                stdout=res.get("stdout", ""), error=res.get("error"),
+                timed_out=bool(res.get("timed_out")), restarted=False,
+                duration_s=time.monotonic() - t0, final=res.get("final"),
+                answer=res.get("answer") or {"content": "", "ready": False},
+                notes=notes + extra)
+
+    def get_variable(self, name: str) -> str | None:
+        if self._closed or (self._stuck is not None and self._stuck.is_alive()):
+            return None
+        return self._repl.get_variable(name)
+
+    def variables(self) -> dict[str, str]:
+        if self._closed:
+            return {}
+        return self._repl.variables()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._repl.deadline.abort("the sandbox was closed")
+        self._repl.ns.clear()
+
+    def __enter__(self) -> "InProcessSandbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

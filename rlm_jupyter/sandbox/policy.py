@@ -1,0 +1,1280 @@
+"""The sandbox policy: what model-written code may touch, and the REPL that enforces it.
+
+Why one module for all of it: the same rules must hold in the local worker, inside a container
+and in the in-process thread. This file is therefore standard-library only, with no imports from
+the rest of the package, and stays Python 3.9 compatible: the host ships its source to the
+worker (see ``protocol.py``), so a container needs nothing installed but Python.
+
+Layers, outermost first:
+
+* RestrictedPython (``compile_restricted_exec`` with :class:`RLMPolicy`) rewrites attribute
+  access, item access, iteration, unpacking, augmented assignment, ``print`` and class creation
+  into calls to the guards below, and refuses names that start with ``_`` at compile time.
+  :class:`RLMPolicy` adds deadline checks at loop heads, function entry and every
+  ``except``/``finally`` handler, size guards on ``*``, ``**`` and ``<<``, augmented assignment
+  of items and attributes (``counts[k] += 1``), and echo of a trailing expression.
+* The guards refuse private names, frame/code/traceback/module values, unsafe ``format``.
+* Module facades hold functions, classes and constants picked by hand, never a module.
+* pandas objects pass an attribute allow-list (no ``eval``/``query``, no file writers).
+"""
+
+from __future__ import annotations
+
+import builtins as _builtins
+import json as _json
+import linecache
+import math as _math
+import string as _string_mod
+import sys
+import threading
+import time
+import traceback
+import types
+import weakref
+from typing import Any, Callable, Dict, List, Optional
+
+try:  # The worker may run where RestrictedPython cannot be imported (Python 3.9 images).
+    from RestrictedPython import compile_restricted_exec
+    from RestrictedPython.transformer import INSPECT_ATTRIBUTES, RestrictingNodeTransformer
+
+    HAVE_RESTRICTED = True
+except Exception:  # pragma: no cover - exercised only on old interpreters
+    HAVE_RESTRICTED = False
+    compile_restricted_exec = None  # type: ignore[assignment]
+    RestrictingNodeTransformer = object  # type: ignore[assignment,misc]
+    INSPECT_ATTRIBUTES = frozenset([
+        "tb_frame", "tb_next", "f_back", "f_builtins", "f_code", "f_generator", "f_globals",
+        "f_locals", "f_trace", "co_code", "gi_frame", "gi_code", "gi_yieldfrom", "cr_await",
+        "cr_frame", "cr_code", "cr_origin", "ag_await", "ag_frame", "ag_code",
+    ])
+
+import ast
+
+DEFAULT_LIMITS: Dict[str, int] = {
+    "max_output": 20_000,
+    "max_final": 1_000_000,
+    "max_error": 4_000,
+    "max_value": 100_000,
+    "max_seq": 100_000_000,  # chars/bytes/items a single * or constructor may create
+    "max_int_bits": 10_000_000,  # bits of an int result of ** << *
+}
+
+#: Values sandboxed code must never hold: they lead to globals, builtins or the interpreter.
+FORBIDDEN_VALUE_TYPES = (types.ModuleType, types.FrameType, types.CodeType,
+                         types.TracebackType)
+
+#: Dunder methods user classes may define, beyond RestrictedPython's own short list. None of
+#: them runs at an unexpected time (no __del__, __getattr__, __init_subclass__, __format__...).
+EXTRA_DUNDERS = frozenset([
+    "__repr__", "__str__", "__len__", "__iter__", "__next__", "__getitem__", "__setitem__",
+    "__delitem__", "__call__", "__hash__", "__bool__", "__add__", "__sub__", "__mul__",
+    "__truediv__", "__floordiv__", "__mod__", "__neg__", "__radd__", "__rmul__", "__enter__",
+    "__exit__", "__post_init__",
+])
+
+
+class SandboxTimeout(BaseException):
+    """Raised by deadline checks. A BaseException so ``except Exception`` does not catch it,
+    and re-raised by the check at the head of every handler, so bare ``except:`` does not
+    help either. Never exposed to sandboxed code."""
+
+
+class SandboxAbort(BaseException):
+    """Raised by deadline checks when the host asked to stop (memory watchdog, cancel)."""
+
+
+class CompileFailed(Exception):
+    """The cell did not compile or broke a compile-time rule."""
+
+
+# --------------------------------------------------------------------------------------------
+# Deadline
+
+
+class Deadline:
+    """A per-cell deadline that can be paused while a host function runs.
+
+    Checked by ``_tick_`` (loop heads, function entry, handlers). ``abort(reason)`` makes the
+    next check raise :class:`SandboxAbort` (used by the in-process RSS watchdog).
+    """
+
+    def __init__(self) -> None:
+        self.deadline: Optional[float] = None
+        self.timeout = 0.0
+        self._paused_at: Optional[float] = None
+        self.abort_reason: Optional[str] = None
+        self.expired = False
+
+    def start(self, timeout: Optional[float]) -> None:
+        self.timeout = float(timeout or 0)
+        self.deadline = (time.monotonic() + timeout) if timeout else None
+        self._paused_at = None
+        self.abort_reason = None
+        self.expired = False
+
+    def stop(self) -> None:
+        self.deadline = None
+        self._paused_at = None
+
+    def pause(self) -> None:
+        self._paused_at = time.monotonic()
+
+    def resume(self) -> None:
+        if self._paused_at is not None and self.deadline is not None:
+            self.deadline += time.monotonic() - self._paused_at
+        self._paused_at = None
+
+    def abort(self, reason: str) -> None:
+        self.abort_reason = reason
+
+    def check(self) -> None:
+        if self.abort_reason is not None:
+            raise SandboxAbort(self.abort_reason)
+        if self.expired:
+            raise SandboxTimeout()
+        d = self.deadline
+        if d is not None and self._paused_at is None and time.monotonic() > d:
+            self.expired = True
+            raise SandboxTimeout()
+
+
+# --------------------------------------------------------------------------------------------
+# Facades
+
+
+class Facade:
+    """A read-only bag of allowed names standing in for a module.
+
+    Attribute lookup goes through the getattr guard (``Facade`` instances answer from
+    ``_members`` only); the write guard refuses them, so ``json.loads = ...`` fails.
+    """
+
+    __slots__ = ("_name", "_members")
+
+    def __init__(self, name: str, members: Dict[str, Any]) -> None:
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_members", dict(members))
+
+    def __getattr__(self, item: str) -> Any:
+        # Reached by ``from x import y`` (plain getattr): answer from the members only.
+        members = object.__getattribute__(self, "_members")
+        if item in members:
+            return members[item]
+        raise AttributeError(f"module {object.__getattribute__(self, '_name')!r} has no "
+                             f"attribute {item!r} in the sandbox")
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise TypeError("sandbox modules are read-only")
+
+    def __repr__(self) -> str:
+        return f"<module {object.__getattribute__(self, '_name')!r} (sandbox facade)>"
+
+    def __dir__(self) -> List[str]:
+        return sorted(object.__getattribute__(self, "_members"))
+
+
+def _pick(module: Any, names: str) -> Dict[str, Any]:
+    out = {}
+    for n in names.split():
+        if hasattr(module, n):
+            v = getattr(module, n)
+            if not isinstance(v, types.ModuleType):
+                out[n] = v
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# pandas / numpy attribute rules
+
+PANDAS_ALLOWED = frozenset("""
+T abs add add_prefix add_suffix align all any append argmax argmin argsort array asof astype
+at axes backfill between bfill capitalize casefold cat categories ceil clip codes columns
+combine_first contains copy corr count cov cummax cummin cumprod cumsum cumcount date day
+day_name dayofweek dayofyear days days_in_month daysinmonth describe diff difference div
+divide dot drop drop_duplicates droplevel dropna dt dtype dtypes duplicated empty endswith eq
+equals explode extract extractall factorize ffill fillna filter find findall first
+first_valid_index floor floordiv freq fullmatch ge get get_group get_indexer get_level_values
+get_loc groupby groups gt has_duplicates hasnans head hour iat idxmax idxmin iloc index
+indices insert interpolate intersection is_monotonic_decreasing is_monotonic_increasing
+is_unique isalnum isalpha isdecimal isdigit isin islower isna isnull isnumeric isocalendar
+isoformat isspace istitle isupper item items iterrows itertuples join keys kurt kurtosis last
+last_valid_index le len levels ljust loc lower lstrip lt map mask match max mean median melt
+memory_usage merge microsecond min minute mod mode month month_name mul multiply name names
+nanosecond nbytes ndim ne nlargest normalize notna notnull nsmallest nth nunique pad partition
+pct_change pivot pivot_table pop pow prod product quantile quarter radd rank ravel rdiv reindex
+rename rename_axis reorder_levels repeat replace reset_index resample rfind rindex rjust rmul
+rolling round rpartition rsplit rstrip rsub rtruediv sample searchsorted second select_dtypes
+sem set_axis set_index shape shift size skew slice slice_replace sort_index sort_values split
+squeeze stack startswith std strftime strip sub subtract sum swapcase swaplevel symmetric_difference
+tail time title to_dict to_frame to_list to_period to_pydatetime to_records to_series
+to_string to_csv to_json to_markdown to_timestamp tolist total_seconds transpose truediv
+truncate tz tz_convert tz_localize union unique unstack update upper value_counts var
+week weekday where xs year zfill expanding ewm nsmallest ngroup ngroups groupby
+isocalendar seconds microseconds components weekofyear is_leap_year is_month_end
+is_month_start is_year_end is_year_start assign apply agg aggregate transform applymap pipe
+set_names sort to_numpy values wrap len encode decode get_dummies removeprefix removesuffix
+str is_na size value combine ordered from_dict from_records as_ordered add_categories remove_categories
+rename_categories set_categories
+""".split())
+
+#: Refused on pandas objects in strict (in-process) mode: they hand out raw numpy arrays or run
+#: arbitrary callables/strings on the kernel thread.
+PANDAS_STRICT_DENIED = frozenset("values to_numpy array apply agg aggregate transform applymap "
+                                 "pipe to_records".split())
+
+#: pandas methods that write to a path or buffer when given one: allowed only without one.
+PANDAS_PATH_METHODS = frozenset("to_string to_csv to_json to_markdown".split())
+
+NUMPY_DENIED = frozenset("ctypes tofile dump dumps load save savez savez_compressed fromfile "
+                         "memmap lib ctypeslib testing f2py distutils setflags".split())
+
+
+def _type_module(obj: Any) -> str:
+    t = obj if isinstance(obj, type) else type(obj)
+    try:
+        m = type.__getattribute__(t, "__module__")
+    except Exception:
+        return ""
+    return m if isinstance(m, str) else ""
+
+
+def _is_pandas(obj: Any) -> bool:
+    m = _type_module(obj)
+    return m == "pandas" or m.startswith("pandas.")
+
+
+def _is_numpy(obj: Any) -> bool:
+    m = _type_module(obj)
+    return m == "numpy" or m.startswith("numpy.")
+
+
+_MISSING = object()
+
+
+def _pandas_column(obj: Any, name: str) -> Any:
+    """``df.col`` / ``df.groupby(k).col``: column access spelled as an attribute."""
+    tname = type(obj).__name__
+    try:
+        if tname == "DataFrame":
+            if name in obj.columns:
+                return obj[name]
+        elif tname == "DataFrameGroupBy":
+            if name in obj.obj.columns:
+                return obj[name]
+    except Exception:
+        pass
+    return _MISSING
+
+
+def _no_path(method: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """Wrap a pandas writer so it only returns text (no path, buffer or file)."""
+
+    def writer(*args: Any, **kwargs: Any) -> Any:
+        if (args and args[0] is not None) or any(
+                kwargs.get(k) is not None for k in ("buf", "path_or_buf", "path")):
+            raise PermissionError(f"{name}() may not write to a file in the sandbox; call it "
+                                  f"without a path to get the text back")
+        return method(*args, **kwargs)
+
+    writer.__name__ = name
+    return writer
+
+
+_SAFE_AGG_NAMES = frozenset("sum mean median min max count std var sem size nunique first last "
+                            "prod any all cumsum cumprod cummax cummin idxmax idxmin skew "
+                            "quantile describe abs len str int float bool".split())
+
+
+def _check_func_arg(value: Any, name: str) -> None:
+    """pandas resolves string function names with getattr: refuse all but plain reductions."""
+    if isinstance(value, str):
+        if value not in _SAFE_AGG_NAMES:
+            raise PermissionError(f"{name}() with the function name {value!r} is not allowed in "
+                                  f"the sandbox; pass a function or one of "
+                                  f"{sorted(_SAFE_AGG_NAMES)}")
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _check_func_arg(v, name)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _check_func_arg(v, name)
+
+
+def _checked_func_method(method: Callable[..., Any], name: str) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        for a in args:
+            _check_func_arg(a, name)
+        for k, a in kwargs.items():
+            if k in ("func", "arg", "engine"):
+                _check_func_arg(a, name)
+        if "engine" in kwargs or "engine_kwargs" in kwargs:
+            raise PermissionError(f"{name}(engine=...) is not allowed in the sandbox")
+        return method(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+# --------------------------------------------------------------------------------------------
+# Printing
+
+
+class PrintCollector:
+    """One capped collector per cell; every ``print`` (also inside functions) lands here."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: List[str] = []
+        self.size = 0
+        self.cut = 0
+
+    def write(self, text: str) -> None:
+        text = str(text)
+        room = self.limit - self.size
+        if room <= 0:
+            self.cut += len(text)
+            return
+        if len(text) > room:
+            self.cut += len(text) - room
+            text = text[:room]
+        self.parts.append(text)
+        self.size += len(text)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class _PrintProxy:
+    """What the rewritten ``print`` calls: ``_print._call_print(*objects, **kwargs)``."""
+
+    __slots__ = ("_collector", "_getattr")
+
+    def __init__(self, collector: PrintCollector, getattr_: Callable[..., Any]) -> None:
+        self._collector = collector
+        self._getattr = getattr_
+
+    def _call_print(self, *objects: Any, sep: Any = " ", end: Any = "\n", file: Any = None,
+                    flush: bool = False) -> None:
+        sep = " " if sep is None else sep
+        end = "\n" if end is None else end
+        if type(sep) is not str or type(end) is not str:
+            raise TypeError("sep and end must be str")
+        text = sep.join(str(o) for o in objects) + end
+        if file is None:
+            self._collector.write(text)
+        else:
+            self._getattr(file, "write")(text)
+
+    def __call__(self) -> str:  # the ``printed`` name
+        return self._collector.text()
+
+
+# --------------------------------------------------------------------------------------------
+# The compile-time policy
+
+if HAVE_RESTRICTED:
+
+    def _call(name: str, args: List[ast.expr], node: ast.AST) -> ast.Call:
+        call = ast.Call(func=ast.Name(name, ast.Load()), args=args, keywords=[])
+        ast.copy_location(call, node)
+        ast.fix_missing_locations(call)
+        return call
+
+    def _tick_stmt(node: ast.AST) -> ast.Expr:
+        stmt = ast.Expr(value=_call("_tick_", [], node))
+        ast.copy_location(stmt, node)
+        ast.fix_missing_locations(stmt)
+        return stmt
+
+    _BINOP_GUARDS = {ast.Mult: "_mul_", ast.Pow: "_pow_", ast.LShift: "_lshift_"}
+
+    class RLMPolicy(RestrictingNodeTransformer):  # type: ignore[misc,valid-type]
+        """RestrictedPython's transformer plus deadline checks and size guards."""
+
+        def check_name(self, node: Any, name: Optional[str], allow_magic_methods: bool = False
+                       ) -> None:
+            if (allow_magic_methods and name in EXTRA_DUNDERS
+                    and getattr(node, "col_offset", 0) != 0):
+                return
+            super().check_name(node, name, allow_magic_methods)
+
+        def visit_For(self, node: ast.For) -> Any:
+            node = super().visit_For(node)
+            node.body.insert(0, _tick_stmt(node))
+            return node
+
+        def visit_While(self, node: ast.While) -> Any:
+            node = super().visit_While(node)
+            node.body.insert(0, _tick_stmt(node))
+            return node
+
+        def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+            node = super().visit_FunctionDef(node)
+            node.body.insert(0, _tick_stmt(node))
+            return node
+
+        def visit_ExceptHandler(self, node: ast.ExceptHandler) -> Any:
+            node = super().visit_ExceptHandler(node)
+            node.body.insert(0, _tick_stmt(node))
+            return node
+
+        def visit_Try(self, node: ast.Try) -> Any:
+            node = super().visit_Try(node)
+            if node.finalbody:
+                node.finalbody.insert(0, _tick_stmt(node))
+            return node
+
+        def visit_comprehension(self, node: ast.comprehension) -> Any:
+            node = super().visit_comprehension(node)
+            node.iter = _call("_tickiter_", [node.iter], node.iter)
+            return node
+
+        def visit_BinOp(self, node: ast.BinOp) -> Any:
+            node = super().visit_BinOp(node)
+            guard = _BINOP_GUARDS.get(type(node.op))
+            if guard is None:
+                return node
+            return _call(guard, [node.left, node.right], node)
+
+        def visit_AugAssign(self, node: ast.AugAssign) -> Any:
+            from RestrictedPython.transformer import IOPERATOR_TO_STR
+            if isinstance(node.target, ast.Subscript):
+                node = self.node_contents_visit(node)
+                target = node.target
+                op = ast.Constant(IOPERATOR_TO_STR[type(node.op)])
+                new = ast.Expr(value=_call("_aug_item_", [target.value, target.slice, op,
+                                                          node.value], node))
+                ast.copy_location(new, node)
+                return new
+            if isinstance(node.target, ast.Attribute):
+                node = self.node_contents_visit(node)
+                target = node.target
+                if target.attr.startswith("_"):
+                    self.error(node, f'"{target.attr}" is an invalid attribute name because it '
+                                     'starts with "_"')
+                    return node
+                op = ast.Constant(IOPERATOR_TO_STR[type(node.op)])
+                new = ast.Expr(value=_call("_aug_attr_", [target.value,
+                                                          ast.Constant(target.attr), op,
+                                                          node.value], node))
+                ast.copy_location(new, node)
+                return new
+            return super().visit_AugAssign(node)
+
+        def visit_Module(self, node: ast.Module) -> Any:
+            node = super().visit_Module(node)
+            if node.body and isinstance(node.body[-1], ast.Expr):
+                last = node.body[-1]
+                last.value = _call("_echo_", [last.value], last)
+            return node
+
+
+# --------------------------------------------------------------------------------------------
+# The REPL
+
+
+def _cap(text: str, limit: int, what: str = "text") -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n... [{what} cut: {len(text) - limit} more characters]"
+
+
+def _exact_str(value: Any) -> str:
+    s = str(value)
+    if type(s) is not str:
+        s = str.__str__(s)
+    return s
+
+
+class HostFunction:
+    """What sandboxed code sees for ``llm_query`` and friends: a callable with no reachable
+    state. Everything it holds is behind ``_`` names, which the getattr guard refuses."""
+
+    __slots__ = ("_name", "_repl")
+
+    def __init__(self, name: str, repl: "Repl") -> None:
+        self._name = name
+        self._repl = repl
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._repl._call_host(self._name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<host function {self._name}>"
+
+
+class Repl:
+    """A persistent restricted namespace holding ``context``; runs one cell at a time.
+
+    ``host_call(name, args, kwargs)`` performs a host function call (over the pipe in the
+    worker, directly in-process) and returns its JSON-compatible result or raises.
+    ``strict=True`` is the in-process mode: pandas loses ``values``/``apply``-style methods.
+    """
+
+    def __init__(self, context: Any = None, host_call: Optional[Callable[..., Any]] = None,
+                 functions: Optional[List[str]] = None, limits: Optional[Dict[str, int]] = None,
+                 strict: bool = False, restricted: bool = True, has_context: bool = True) -> None:
+        if restricted and not HAVE_RESTRICTED:
+            raise RuntimeError("RestrictedPython is not importable in this interpreter "
+                               f"(Python {sys.version.split()[0]}); install RestrictedPython>=9 "
+                               "or use Python >= 3.10")
+        self.limits = dict(DEFAULT_LIMITS)
+        self.limits.update(limits or {})
+        self.restricted = restricted
+        self.strict = strict
+        self.host_call = host_call
+        self.function_names = list(functions or [])
+        self.deadline = Deadline()
+        self.collector = PrintCollector(self.limits["max_output"])
+        self.final: Optional[str] = None
+        self.cell_no = 0
+        self._sandbox_classes: "weakref.WeakSet[type]" = weakref.WeakSet()
+        self._facades: Dict[str, Facade] = {}
+        self._facade_lock = threading.Lock()
+        self._protected_ids = set()
+        self.builtins = self._make_builtins()
+        self.ns: Dict[str, Any] = {"__builtins__": self.builtins, "__name__": "__sandbox__"}
+        if has_context:
+            self.ns["context"] = context
+            if strict:
+                self._protected_ids.add(id(context))
+        self.ns["answer"] = {"content": "", "ready": False}
+        self._rebind()
+
+    # ---- guards --------------------------------------------------------------------------
+
+    def _guarded_getattr(self, obj: Any, name: Any, *default: Any) -> Any:
+        if type(name) is not str:
+            raise TypeError("attribute name must be a plain str")
+        if name.startswith("_"):
+            raise AttributeError(f"{name!r}: names starting with '_' are private and not "
+                                 f"available in the sandbox")
+        if name in INSPECT_ATTRIBUTES:
+            raise AttributeError(f"{name!r} is not available in the sandbox")
+        if type(obj) is Facade:
+            members = object.__getattribute__(obj, "_members")
+            if name in members:
+                return members[name]
+            if default:
+                return default[0]
+            mod = object.__getattribute__(obj, "_name")
+            raise AttributeError(f"module {mod!r} has no attribute {name!r} in the sandbox "
+                                 f"(available: {', '.join(sorted(members)[:40])})")
+        if name in ("format", "format_map"):
+            if isinstance(obj, str) or (isinstance(obj, type) and issubclass(obj, str)):
+                return self._safe_format_method(obj, name)
+            if not default:
+                raise AttributeError(f"{name!r} is not available in the sandbox on this object")
+            return default[0]
+        if isinstance(obj, HostFunction):
+            if default:
+                return default[0]
+            raise AttributeError("host functions have no attributes in the sandbox")
+        if isinstance(obj, (str, bytes, bytearray)) and name in _PADDERS:
+            return self._guarded_padder(getattr(obj, name), name)
+        if _is_pandas(obj):
+            if name not in PANDAS_ALLOWED:
+                column = _pandas_column(obj, name)  # ``df.price`` is column access
+                if column is not _MISSING:
+                    return column
+            if name not in PANDAS_ALLOWED or (self.strict and name in PANDAS_STRICT_DENIED):
+                if default:
+                    return default[0]
+                raise AttributeError(f"{name!r} of a pandas object is not available in the "
+                                     f"sandbox")
+            value = getattr(obj, name, *default)
+            if name in PANDAS_PATH_METHODS and callable(value):
+                return _no_path(value, name)
+            if name in ("apply", "agg", "aggregate", "transform", "applymap", "map", "pipe"
+                        ) and callable(value):
+                return _checked_func_method(value, name)
+            return self._check_value(value, name)
+        if _is_numpy(obj) and name in NUMPY_DENIED:
+            raise AttributeError(f"{name!r} of a numpy object is not available in the sandbox")
+        value = getattr(obj, name, *default)
+        return self._check_value(value, name)
+
+    def _check_value(self, value: Any, name: str) -> Any:
+        if isinstance(value, FORBIDDEN_VALUE_TYPES):
+            raise AttributeError(f"{name!r} leads to a {type(value).__name__} object, which the "
+                                 f"sandbox does not hand out")
+        return value
+
+    def _guarded_padder(self, method: Callable[..., Any], name: str) -> Callable[..., Any]:
+        limit = self.limits["max_seq"]
+
+        def padder(*args: Any, **kwargs: Any) -> Any:
+            width = args[0] if args else kwargs.get("width", kwargs.get("tabsize", 0))
+            if isinstance(width, int) and width > limit:
+                raise MemoryError(f"{name}({width}) would exceed the sandbox size limit")
+            return method(*args, **kwargs)
+
+        return padder
+
+    def _safe_format_method(self, obj: Any, name: str) -> Callable[..., Any]:
+        formatter = _SafeFormatter(self._guarded_getattr)
+        if isinstance(obj, str):
+            if name == "format":
+                return lambda *a, **k: formatter.vformat(obj, a, k)
+            return lambda mapping: formatter.vformat(obj, (), mapping)
+        if name == "format":
+            return lambda s, *a, **k: formatter.vformat(s, a, k)
+        return lambda s, mapping: formatter.vformat(s, (), mapping)
+
+    def _guarded_hasattr(self, obj: Any, name: Any) -> bool:
+        try:
+            self._guarded_getattr(obj, name)
+            return True
+        except (AttributeError, PermissionError):
+            return False
+
+    def _write_guard(self, obj: Any) -> Any:
+        if id(obj) in self._protected_ids:
+            raise PermissionError("the shared context is read-only in this sandbox; copy it "
+                                  "first (e.g. data = list(context))")
+        t = type(obj)
+        if t in _WRITABLE_TYPES:
+            return obj
+        if isinstance(obj, type):
+            if obj in self._sandbox_classes:
+                return obj
+        else:
+            for base in t.__mro__:
+                if base in self._sandbox_classes:
+                    return obj
+        if _is_pandas(obj) or _is_numpy(obj):
+            return obj
+        if isinstance(obj, (list, dict, set, bytearray)):
+            return obj
+        raise TypeError(f"cannot assign to attributes or items of a {t.__name__} in the "
+                        f"sandbox")
+
+    def _getitem(self, obj: Any, index: Any) -> Any:
+        return obj[index]
+
+    def _getiter(self, obj: Any) -> Any:
+        return iter(obj)
+
+    def _tickiter(self, obj: Any) -> Any:
+        check = self.deadline.check
+        n = 0
+        for item in obj:
+            n += 1
+            if n >= 2048:
+                n = 0
+                check()
+            yield item
+
+    def _unpack(self, it: Any, spec: Dict[str, Any], getiter: Any) -> List[Any]:
+        items = list(getiter(it))
+        if len(items) < spec["min_len"]:
+            return items
+        for idx, child in spec["childs"]:
+            items[idx] = self._unpack(items[idx], child, getiter)
+        return items
+
+    def _iter_unpack(self, it: Any, spec: Dict[str, Any], getiter: Any) -> Any:
+        for item in getiter(it):
+            yield self._unpack(item, spec, getiter)
+
+    def _metaclass(self, name: str, bases: tuple, ns: Dict[str, Any]) -> type:
+        for b in bases:
+            if not isinstance(b, type):
+                raise TypeError("class bases must be classes")
+        cls = type(name, bases, ns)
+        self._sandbox_classes.add(cls)
+        return cls
+
+    # size guards
+
+    def _mul(self, a: Any, b: Any) -> Any:
+        if type(a) is int and type(b) is int:
+            if a.bit_length() + b.bit_length() > self.limits["max_int_bits"]:
+                raise MemoryError("integer result too large for the sandbox")
+        else:
+            self._check_repeat(a, b)
+            self._check_repeat(b, a)
+        return a * b
+
+    def _check_repeat(self, seq: Any, n: Any) -> None:
+        if isinstance(seq, (str, bytes, bytearray, list, tuple)) and isinstance(n, int):
+            if len(seq) * n > self.limits["max_seq"]:
+                raise MemoryError(f"sequence repetition of {len(seq)} x {n} exceeds the sandbox "
+                                  f"size limit ({self.limits['max_seq']})")
+
+    def _pow(self, a: Any, b: Any, mod: Any = None) -> Any:
+        if mod is not None:
+            return _builtins.pow(a, b, mod)
+        if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1:
+            if a.bit_length() * b > self.limits["max_int_bits"]:
+                raise MemoryError(f"{a.bit_length()}-bit number ** {b} is too large for the "
+                                  f"sandbox")
+        return a ** b
+
+    def _lshift(self, a: Any, b: Any) -> Any:
+        if isinstance(a, int) and isinstance(b, int) and b > self.limits["max_int_bits"]:
+            raise MemoryError("shift too large for the sandbox")
+        return a << b
+
+    def _inplacevar(self, op: str, x: Any, y: Any) -> Any:
+        fn = _INPLACE.get(op)
+        if fn is None:
+            raise SyntaxError(f"unsupported augmented assignment {op}")
+        if op == "*=":
+            if type(x) is int and type(y) is int:
+                return self._mul(x, y)
+            self._check_repeat(x, y)
+            self._check_repeat(y, x)
+        elif op == "**=":
+            return self._pow(x, y)
+        elif op == "<<=":
+            return self._lshift(x, y)
+        return fn(x, y)
+
+    def _aug_item(self, obj: Any, key: Any, op: str, value: Any) -> None:
+        target = self._write_guard(obj)
+        target[key] = self._inplacevar(op, obj[key], value)
+
+    def _aug_attr(self, obj: Any, name: str, op: str, value: Any) -> None:
+        target = self._write_guard(obj)
+        current = self._guarded_getattr(obj, name)
+        setattr(target, name, self._inplacevar(op, current, value))
+
+    def _print_factory(self, _getattr: Any = None) -> _PrintProxy:
+        return _PrintProxy(self.collector, self._guarded_getattr)
+
+    def _echo(self, value: Any) -> None:
+        if value is not None:
+            self.collector.write(repr(value) + "\n")
+
+    def _guarded_import(self, name: Any, globals: Any = None, locals: Any = None,
+                        fromlist: Any = (), level: int = 0) -> Facade:
+        if type(fromlist) is list and type(name) is str and level == 0:
+            # C code (numpy, datetime.strptime...) imports lazily through PyImport_Import,
+            # which looks up __import__ in the *calling* frame's builtins (ours) and passes a
+            # list as fromlist. The import statement in sandbox code always passes a tuple or
+            # None, and sandbox code cannot call __import__ itself (private name). The module
+            # goes back to the C caller, never to sandbox code.
+            return _builtins.__import__(name, globals, locals, fromlist, level)
+        if type(name) is not str or level != 0:
+            raise ImportError("relative imports are not available in the sandbox")
+        facade = self._facade(name)
+        if facade is None:
+            raise ImportError(f"import of {name!r} is not allowed in the sandbox; available "
+                              f"modules: {', '.join(sorted(_FACADE_BUILDERS))}")
+        return facade
+
+    def _facade(self, name: str) -> Optional[Facade]:
+        with self._facade_lock:
+            if name in self._facades:
+                return self._facades[name]
+            builder = _FACADE_BUILDERS.get(name)
+            if builder is None:
+                return None
+            try:
+                members = builder(self)
+            except ImportError:
+                return None
+            fac = Facade(name, members)
+            self._facades[name] = fac
+            return fac
+
+    # ---- builtins -------------------------------------------------------------------------
+
+    def _make_builtins(self) -> Dict[str, Any]:
+        b: Dict[str, Any] = {}
+        for n in _SAFE_BUILTIN_NAMES:
+            if hasattr(_builtins, n):
+                b[n] = getattr(_builtins, n)
+        limit = self.limits["max_seq"]
+
+        def _sized(ctor: Callable[..., Any]) -> Callable[..., Any]:
+            def make(*args: Any, **kwargs: Any) -> Any:
+                if args and isinstance(args[0], int) and args[0] > limit:
+                    raise MemoryError(f"{ctor.__name__}({args[0]}) exceeds the sandbox size "
+                                      f"limit")
+                return ctor(*args, **kwargs)
+            make.__name__ = ctor.__name__
+            return make
+
+        b["bytes"] = _sized(bytes)
+        b["bytearray"] = _sized(bytearray)
+        b["getattr"] = self._guarded_getattr
+        b["hasattr"] = self._guarded_hasattr
+        b["pow"] = self._pow
+        b["dir"] = self._safe_dir
+        b["__import__"] = self._guarded_import
+        b["__build_class__"] = _builtins.__build_class__  # class statements; name is private
+        b["__metaclass__"] = self._metaclass
+        b["_getattr_"] = self._guarded_getattr
+        b["_getitem_"] = self._getitem
+        b["_getiter_"] = self._getiter
+        b["_write_"] = self._write_guard
+        b["_inplacevar_"] = self._inplacevar
+        b["_unpack_sequence_"] = self._unpack
+        b["_iter_unpack_sequence_"] = self._iter_unpack
+        b["_apply_"] = _apply
+        b["_print_"] = self._print_factory
+        b["_tick_"] = self.deadline.check
+        b["_tickiter_"] = self._tickiter
+        b["_mul_"] = self._mul
+        b["_pow_"] = self._pow
+        b["_lshift_"] = self._lshift
+        b["_aug_item_"] = self._aug_item
+        b["_aug_attr_"] = self._aug_attr
+        b["_echo_"] = self._echo
+        if not self.restricted:
+            b["print"] = lambda *a, **k: self._print_factory()._call_print(*a, **k)
+        return b
+
+    def _safe_dir(self, obj: Any = None) -> List[str]:
+        if obj is None:
+            return sorted(k for k in self.ns if not k.startswith("_"))
+        if type(obj) is Facade:
+            return sorted(object.__getattribute__(obj, "_members"))
+        names = [n for n in dir(obj) if not n.startswith("_")]
+        if _is_pandas(obj):
+            names = [n for n in names if n in PANDAS_ALLOWED]
+        return sorted(names)
+
+    def _rebind(self) -> None:
+        """Re-bind the built-in functions before every cell, so a cell that overwrote
+        ``FINAL`` or ``llm_query`` cannot break the next one."""
+        self.ns["FINAL"] = self._final
+        self.ns["FINAL_VAR"] = self._final_var
+        self.ns["SHOW_VARS"] = self._show_vars
+        for name in self.function_names:
+            self.ns[name] = HostFunction(name, self)
+        if not isinstance(self.ns.get("answer"), dict):
+            self.ns["answer"] = {"content": "", "ready": False}
+
+    # ---- sandbox built-ins ----------------------------------------------------------------
+
+    def _final(self, value: Any) -> None:
+        """FINAL(x): the run's answer is str(x)."""
+        self.final = _cap(_exact_str(value), self.limits["max_final"], "answer")
+
+    def _final_var(self, name: Any) -> None:
+        """FINAL_VAR(name): the run's answer is str() of the variable called ``name``."""
+        if type(name) is not str:
+            raise TypeError("FINAL_VAR takes the variable's name as a string, e.g. "
+                            "FINAL_VAR('result'); to answer with a value use FINAL(value)")
+        key = name.strip()
+        if key.startswith("_") or key not in self.ns:
+            raise NameError(f"FINAL_VAR: no variable named {key!r}; assign it first or use "
+                            f"FINAL(value)")
+        self.final = _cap(_exact_str(self.ns[key]), self.limits["max_final"], "answer")
+
+    def _show_vars(self) -> None:
+        """SHOW_VARS(): print the user variables and their types."""
+        vs = self.variables()
+        if not vs:
+            self.collector.write("(no variables yet)\n")
+            return
+        self.collector.write("\n".join(f"{k}: {v}" for k, v in vs.items()) + "\n")
+
+    def _call_host(self, name: str, args: tuple, kwargs: Dict[str, Any]) -> Any:
+        if self.host_call is None:
+            raise RuntimeError(f"{name} is not connected to a host")
+        self.deadline.check()
+        self.deadline.pause()
+        try:
+            return self.host_call(name, list(args), dict(kwargs))
+        finally:
+            self.deadline.resume()
+
+    # ---- public API -----------------------------------------------------------------------
+
+    def compile(self, code: str, filename: str) -> Any:
+        if not self.restricted:
+            try:
+                return compile(code, filename, "exec")
+            except SyntaxError as exc:
+                raise CompileFailed(f"SyntaxError: {exc}") from None
+        result = compile_restricted_exec(code, filename=filename, policy=RLMPolicy)
+        if result.errors:
+            msgs = []
+            for e in result.errors:
+                msgs.append(e.replace("SyntaxError: ", "") if "SyntaxError" in e else e)
+            kind = ("SyntaxError" if any("SyntaxError" in e or "invalid syntax" in e
+                                         for e in result.errors) else "SecurityError")
+            hint = ("" if kind == "SyntaxError" else
+                    " (the sandbox refuses private names starting with '_' and some statements)")
+            raise CompileFailed(f"{kind}: " + "; ".join(msgs) + hint)
+        return result.code
+
+    def execute(self, code: str, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Run one cell; never raises for errors in ``code``. Returns the ``result`` fields."""
+        self.cell_no += 1
+        filename = f"<cell-{self.cell_no}>"
+        self.collector = PrintCollector(self.limits["max_output"])
+        self.final = None
+        self._rebind()
+        notes: List[str] = []
+        error: Optional[str] = None
+        timed_out = False
+        t0 = time.monotonic()
+        try:
+            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+            self.deadline.start(timeout)
+            try:
+                compiled = self.compile(code, filename)
+                exec(compiled, self.ns)
+            except CompileFailed as exc:
+                error = _cap(str(exc), self.limits["max_error"], "error")
+            except SandboxTimeout:
+                raise
+            except SandboxAbort:
+                raise
+            except RecursionError as exc:
+                error = self._format_error(exc)
+            except Exception as exc:
+                error = self._format_error(exc)
+        except SandboxTimeout:
+            timed_out = True
+            error = (f"TimeoutError: the cell ran past its {timeout:g} s limit and was stopped. "
+                     f"Variables assigned before that point are kept; make the code faster or "
+                     f"work on smaller pieces.")
+        except SandboxAbort as exc:
+            error = f"SandboxError: the cell was stopped: {exc}"
+        except BaseException as exc:  # e.g. KeyboardInterrupt raised inside the worker
+            error = f"{type(exc).__name__}: the cell was interrupted"
+        finally:
+            self.deadline.stop()
+            old = f"<cell-{self.cell_no - 50}>"
+            linecache.cache.pop(old, None)
+        answer = self._read_answer(notes)
+        if self.collector.cut:
+            notes.append(f"output truncated: {self.collector.cut} more characters were not "
+                         f"shown (limit {self.limits['max_output']}); print less, or slices")
+        return {
+            "stdout": self.collector.text(),
+            "error": error,
+            "timed_out": timed_out,
+            "final": self.final,
+            "answer": answer,
+            "notes": notes,
+            "duration_s": time.monotonic() - t0,
+        }
+
+    def _format_error(self, exc: BaseException) -> str:
+        """The user's frames only, then ``Type: message``; capped."""
+        lines: List[str] = []
+        try:
+            tb = traceback.extract_tb(exc.__traceback__)
+            frames = [f for f in tb if str(f.filename).startswith("<cell-")]
+            if frames:
+                lines.append("Traceback (most recent call last):")
+                for f in frames[-8:]:
+                    lines.append(f'  line {f.lineno}, in {f.name}' if f.name != "<module>"
+                                 else f"  line {f.lineno}")
+                    if f.line:
+                        lines.append(f"    {f.line.strip()[:300]}")
+            msg = _exact_str(exc)  # may run a sandbox __str__: still under the deadline
+        except BaseException:
+            msg = "<error message unavailable>"
+        name = type(exc).__name__
+        lines.append(f"{name}: {_cap(msg, self.limits['max_error'] // 2, 'message')}"
+                     if msg else name)
+        return _cap("\n".join(lines), self.limits["max_error"], "error")
+
+    def _read_answer(self, notes: List[str]) -> Dict[str, Any]:
+        ans = self.ns.get("answer")
+        if not isinstance(ans, dict):
+            notes.append("`answer` is not a dict any more; it was reset to "
+                         "{'content': '', 'ready': False}")
+            self.ns["answer"] = ans = {"content": "", "ready": False}
+        content = ans.get("content", "")
+        try:
+            self.deadline.start(2.0)
+            text = content if type(content) is str else _exact_str(content)
+        except BaseException:
+            text = "<answer content could not be converted to text>"
+        finally:
+            self.deadline.stop()
+        return {"content": _cap(text, self.limits["max_final"], "answer"),
+                "ready": bool(ans.get("ready", False) is True or ans.get("ready") == 1)}
+
+    def get_variable(self, name: str) -> Optional[str]:
+        if type(name) is not str or name.startswith("_") or name not in self.ns:
+            return None
+        try:
+            self.deadline.start(5.0)
+            return _cap(_exact_str(self.ns[name]), self.limits["max_value"], "value")
+        except BaseException as exc:
+            return f"<str() of {name} failed: {type(exc).__name__}>"
+        finally:
+            self.deadline.stop()
+
+    def variables(self) -> Dict[str, str]:
+        hidden = {"FINAL", "FINAL_VAR", "SHOW_VARS", "answer", *self.function_names}
+        out = {}
+        for k, v in self.ns.items():
+            if k.startswith("_") or k in hidden:
+                continue
+            out[k] = "module" if type(v) is Facade else type(v).__name__
+        return out
+
+
+class _SafeFormatter(_string_mod.Formatter):
+    """``str.format`` whose field names go through the getattr guard."""
+
+    def __init__(self, getattr_: Callable[..., Any]) -> None:
+        self._getattr = getattr_
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
+        import _string  # CPython's helper for parsing "a.b[c]" field names
+        first, rest = _string.formatter_field_name_split(field_name)
+        obj = self.get_value(first, args, kwargs)
+        for is_attr, key in rest:
+            obj = self._getattr(obj, key) if is_attr else obj[key]
+        return obj, first
+
+
+def _apply(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return f(*args, **kwargs)
+
+
+_PADDERS = frozenset(["ljust", "rjust", "center", "zfill", "expandtabs"])
+
+_WRITABLE_TYPES = {list, dict, set, bytearray}
+
+import operator as _operator
+
+_INPLACE = {
+    "+=": _operator.iadd, "-=": _operator.isub, "*=": _operator.imul, "/=": _operator.itruediv,
+    "%=": _operator.imod, "**=": _operator.ipow, "<<=": _operator.ilshift,
+    ">>=": _operator.irshift, "|=": _operator.ior, "^=": _operator.ixor,
+    "&=": _operator.iand, "//=": _operator.ifloordiv, "@=": _operator.imatmul,
+}
+
+_SAFE_BUILTIN_NAMES = """
+abs all any ascii bin bool callable chr classmethod complex dict divmod enumerate filter float
+format frozenset hash hex id int isinstance issubclass iter len list map max min next oct ord
+property range repr reversed round set slice sorted staticmethod str sum tuple zip
+None True False Ellipsis NotImplemented
+Exception ArithmeticError AssertionError AttributeError EOFError FloatingPointError ImportError
+ModuleNotFoundError IndexError KeyError LookupError MemoryError NameError NotImplementedError
+OverflowError RecursionError RuntimeError StopIteration TimeoutError TypeError UnicodeError
+UnicodeDecodeError UnicodeEncodeError ValueError ZeroDivisionError Warning UserWarning
+PermissionError LookupError
+""".split()
+
+
+# --------------------------------------------------------------------------------------------
+# Facade builders: each returns the members of one sandbox module. Hand-picked, never a module.
+
+
+def _fac_math(repl: Repl) -> Dict[str, Any]:
+    m = _pick(_math, "acos acosh asin asinh atan atan2 atanh cbrt ceil copysign cos cosh degrees "
+                     "dist e erf erfc exp exp2 expm1 fabs floor fmod frexp fsum gamma gcd hypot "
+                     "inf isclose isfinite isinf isnan isqrt lcm ldexp lgamma log log10 log1p "
+                     "log2 modf nan nextafter pi prod radians remainder sin sinh sqrt tan tanh "
+                     "tau trunc ulp pow")
+    big = 100_000
+
+    def factorial(n: Any) -> Any:
+        if isinstance(n, int) and n > big:
+            raise MemoryError(f"factorial({n}) is too large for the sandbox (max {big})")
+        return _math.factorial(n)
+
+    def comb(n: Any, k: Any) -> Any:
+        if isinstance(n, int) and isinstance(k, int) and n > big and min(k, n - k) > 1000:
+            raise MemoryError(f"comb({n}, {k}) is too large for the sandbox")
+        return _math.comb(n, k)
+
+    def perm(n: Any, k: Any = None) -> Any:
+        kk = n if k is None else k
+        if isinstance(n, int) and isinstance(kk, int) and n > big and kk > 1000:
+            raise MemoryError(f"perm({n}, {k}) is too large for the sandbox")
+        return _math.perm(n, k)
+
+    m.update(factorial=factorial, comb=comb, perm=perm)
+    return m
+
+
+def _fac_json(repl: Repl) -> Dict[str, Any]:
+    import json
+    return _pick(json, "dumps loads JSONDecodeError JSONDecoder JSONEncoder")
+
+
+def _fac_re(repl: Repl) -> Dict[str, Any]:
+    import re
+    return _pick(re, "compile search match fullmatch findall finditer split sub subn escape "
+                     "purge error Pattern Match A ASCII I IGNORECASE M MULTILINE S DOTALL X "
+                     "VERBOSE U UNICODE NOFLAG")
+
+
+def _fac_collections(repl: Repl) -> Dict[str, Any]:
+    import collections
+    return _pick(collections, "Counter defaultdict OrderedDict deque namedtuple ChainMap "
+                              "UserDict UserList UserString")
+
+
+def _fac_itertools(repl: Repl) -> Dict[str, Any]:
+    import itertools
+    return _pick(itertools, "accumulate batched chain combinations combinations_with_replacement "
+                            "compress count cycle dropwhile filterfalse groupby islice pairwise "
+                            "permutations product repeat starmap takewhile tee zip_longest")
+
+
+def _fac_statistics(repl: Repl) -> Dict[str, Any]:
+    import statistics
+    return _pick(statistics, "mean fmean geometric_mean harmonic_mean median median_low "
+                             "median_high median_grouped mode multimode pstdev pvariance stdev "
+                             "variance quantiles correlation covariance linear_regression "
+                             "NormalDist StatisticsError")
+
+
+def _fac_datetime(repl: Repl) -> Dict[str, Any]:
+    import datetime
+    return _pick(datetime, "date datetime time timedelta timezone tzinfo MINYEAR MAXYEAR UTC")
+
+
+def _fac_textwrap(repl: Repl) -> Dict[str, Any]:
+    import textwrap
+    return _pick(textwrap, "wrap fill dedent indent shorten TextWrapper")
+
+
+def _fac_difflib(repl: Repl) -> Dict[str, Any]:
+    import difflib
+    return _pick(difflib, "SequenceMatcher Differ HtmlDiff get_close_matches ndiff unified_diff "
+                          "context_diff restore IS_LINE_JUNK IS_CHARACTER_JUNK diff_bytes")
+
+
+def _fac_string(repl: Repl) -> Dict[str, Any]:
+    import string
+    return _pick(string, "ascii_letters ascii_lowercase ascii_uppercase digits hexdigits "
+                         "octdigits punctuation printable whitespace capwords Template")
+
+
+def _fac_heapq(repl: Repl) -> Dict[str, Any]:
+    import heapq
+    return _pick(heapq, "heappush heappop heapify heapreplace heappushpop nlargest nsmallest "
+                        "merge")
+
+
+def _fac_bisect(repl: Repl) -> Dict[str, Any]:
+    import bisect
+    return _pick(bisect, "bisect bisect_left bisect_right insort insort_left insort_right")
+
+
+def _fac_functools(repl: Repl) -> Dict[str, Any]:
+    import functools
+    return _pick(functools, "reduce partial lru_cache cache cmp_to_key wraps total_ordering "
+                            "cached_property singledispatch")
+
+
+def _fac_operator(repl: Repl) -> Dict[str, Any]:
+    import operator
+    m = _pick(operator, "abs add and_ concat contains countOf eq floordiv ge gt index indexOf "
+                        "inv invert is_ is_not itemgetter le length_hint lshift lt matmul mod "
+                        "mul ne neg not_ or_ pos pow rshift sub truediv truth xor iadd isub "
+                        "iconcat iand ior ixor ifloordiv imod itruediv")
+    getattr_ = repl._guarded_getattr
+
+    def attrgetter(*names: str) -> Callable[[Any], Any]:
+        """operator.attrgetter through the sandbox's attribute rules."""
+        def get_one(obj: Any, dotted: str) -> Any:
+            for part in dotted.split("."):
+                obj = getattr_(obj, part)
+            return obj
+        if len(names) == 1:
+            return lambda obj: get_one(obj, names[0])
+        return lambda obj: tuple(get_one(obj, n) for n in names)
+
+    def methodcaller(name: str, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        return lambda obj: getattr_(obj, name)(*args, **kwargs)
+
+    m.update(mul=repl._mul, pow=repl._pow, lshift=repl._lshift,
+             imul=lambda a, b: repl._inplacevar("*=", a, b),
+             ipow=lambda a, b: repl._inplacevar("**=", a, b),
+             ilshift=lambda a, b: repl._inplacevar("<<=", a, b),
+             attrgetter=attrgetter, methodcaller=methodcaller)
+    return m
+
+
+def _fac_fractions(repl: Repl) -> Dict[str, Any]:
+    import fractions
+    return _pick(fractions, "Fraction")
+
+
+def _fac_decimal(repl: Repl) -> Dict[str, Any]:
+    import decimal
+    return _pick(decimal, "Decimal InvalidOperation DivisionByZero DecimalException Inexact "
+                          "Rounded Overflow Underflow ROUND_CEILING ROUND_DOWN ROUND_FLOOR "
+                          "ROUND_HALF_DOWN ROUND_HALF_EVEN ROUND_HALF_UP ROUND_UP ROUND_05UP")
+
+
+def _fac_typing(repl: Repl) -> Dict[str, Any]:
+    import typing
+    return _pick(typing, "Any Callable Dict List Set FrozenSet Tuple Optional Union Iterable "
+                         "Iterator Sequence Mapping MutableMapping MutableSequence Generator "
+                         "Literal TypeVar Generic Hashable Sized Counter DefaultDict Deque "
+                         "OrderedDict cast")
+
+
+def _fac_random(repl: Repl) -> Dict[str, Any]:
+    import random
+    rng = random.Random()  # private: seeding it never touches anyone else's generator
+    m = {n: getattr(rng, n) for n in (
+        "random seed randint randrange choice choices shuffle sample uniform gauss "
+        "normalvariate expovariate betavariate triangular getrandbits lognormvariate "
+        "vonmisesvariate gammavariate paretovariate weibullvariate").split()}
+    m["Random"] = random.Random
+    return m
+
+
+def _fac_numpy(repl: Repl) -> Dict[str, Any]:
+    import numpy as np
+    names = ("array asarray arange linspace zeros ones full empty zeros_like ones_like "
+             "full_like eye identity concatenate stack vstack hstack column_stack split "
+             "array_split reshape ravel transpose where nonzero argwhere unique sort argsort "
+             "argmax argmin max min amax amin sum prod cumsum cumprod mean median std var "
+             "average percentile quantile histogram bincount digitize searchsorted clip abs "
+             "absolute sqrt exp log log2 log10 log1p sin cos tan arcsin arccos arctan arctan2 "
+             "floor ceil round rint trunc sign isnan isinf isfinite nan inf pi e dot matmul "
+             "inner outer cross linalg_norm diff gradient convolve corrcoef cov allclose "
+             "isclose array_equal logical_and logical_or logical_not logical_xor all any "
+             "maximum minimum add subtract multiply divide power mod floor_divide count_nonzero "
+             "int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64 "
+             "bool_ str_ ndarray dtype newaxis tile repeat flip roll unravel_index "
+             "nanmean nanmedian nanstd nansum nanmax nanmin nanargmax nanargmin isin "
+             "intersect1d union1d setdiff1d in1d cumsum diag trace triu tril meshgrid "
+             "polyfit polyval interp vectorize frompyfunc")
+    m = _pick(np, names)
+    la = np.linalg
+    m["linalg"] = Facade("numpy.linalg", _pick(la, "norm inv det eig eigh svd solve lstsq "
+                                                   "matrix_rank pinv qr cholesky"))
+    rng = np.random.default_rng()
+    m["random"] = Facade("numpy.random", {
+        "default_rng": np.random.default_rng,
+        "rand": lambda *s: rng.random(s if s else None),
+        "random": rng.random, "randint": rng.integers, "integers": rng.integers,
+        "choice": rng.choice, "normal": rng.normal, "uniform": rng.uniform,
+        "shuffle": rng.shuffle, "permutation": rng.permutation,
+    })
+    return m
+
+
+def _fac_pandas(repl: Repl) -> Dict[str, Any]:
+    import pandas as pd
+    return _pick(pd, "DataFrame Series Index MultiIndex Categorical CategoricalDtype concat "
+                     "merge merge_asof to_datetime to_numeric to_timedelta isna isnull notna "
+                     "notnull NA NaT Timestamp Timedelta Period DateOffset date_range "
+                     "timedelta_range period_range interval_range cut qcut crosstab "
+                     "pivot_table pivot unique factorize get_dummies melt wide_to_long "
+                     "IndexSlice Interval")
+
+
+_FACADE_BUILDERS: Dict[str, Callable[[Repl], Dict[str, Any]]] = {
+    "math": _fac_math, "json": _fac_json, "re": _fac_re, "collections": _fac_collections,
+    "itertools": _fac_itertools, "statistics": _fac_statistics, "datetime": _fac_datetime,
+    "textwrap": _fac_textwrap, "difflib": _fac_difflib, "string": _fac_string,
+    "heapq": _fac_heapq, "bisect": _fac_bisect, "functools": _fac_functools,
+    "operator": _fac_operator, "fractions": _fac_fractions, "decimal": _fac_decimal,
+    "typing": _fac_typing, "random": _fac_random, "numpy": _fac_numpy, "pandas": _fac_pandas,
+}
+
+#: What ``import x`` may name (pandas and numpy only when installed).
+ALLOWED_MODULES = tuple(sorted(_FACADE_BUILDERS))

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+
+from rlm_jupyter.engine.parsing import FinalMarker, parse_reply
+
+
+@pytest.mark.parametrize("text,blocks", [
+    ("Look:\n```repl\nprint(1)\n```\nthen", ["print(1)"]),
+    ("```python\nx = 1\n```\n```repl\nprint(x)\n```", ["x = 1", "print(x)"]),
+    ("```\nprint('bare fence')\n```", ["print('bare fence')"]),
+    ("```repl\nprint('unclosed')", ["print('unclosed')"]),
+    ("x = 1\nprint(x)\n```", ["x = 1\nprint(x)"]),
+    ("```json\n{\"a\": 1}\n```", []),
+    ("print(len(context))", ["print(len(context))"]),
+    ("Just some thoughts, nothing to run.", []),
+    ("~~~repl\nprint(2)\n~~~", ["print(2)"]),
+])
+def test_code_blocks_are_found_tolerantly(text, blocks):
+    assert parse_reply(text).code_blocks == blocks
+
+
+@pytest.mark.parametrize("text,final", [
+    ("FINAL(42)", FinalMarker("text", "42")),
+    ("Done.\nFINAL(The answer is (a) and (b).)\nBye", FinalMarker("text", "The answer is (a) and (b).")),
+    ("FINAL(\"quoted\")", FinalMarker("text", "quoted")),
+    ("FINAL_VAR(result)", FinalMarker("var", "result")),
+    ("FINAL_VAR('result')", FinalMarker("var", "result")),
+    ("**FINAL(bold)**", FinalMarker("text", "bold")),
+    ("I will call FINAL(x) later", None),
+    ("```repl\nFINAL(inside code)\n```", None),
+    ("FINAL(multi\nline answer)", FinalMarker("text", "multi\nline answer")),
+    ("FINAL(missing paren", FinalMarker("text", "missing paren")),
+])
+def test_final_markers_only_at_line_start_outside_code(text, final):
+    assert parse_reply(text).final == final
+
+
+def test_final_text_is_never_evaluated():
+    parsed = parse_reply("FINAL(__import__('os').system('echo hacked'))")
+    assert parsed.final == FinalMarker("text", "__import__('os').system('echo hacked')")
+    assert parsed.code_blocks == []

@@ -1,0 +1,52 @@
+"""The README's two commands are the product's front door: keep them true and working."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", section, re.S)
+
+
+def test_readme_has_exactly_two_commands_and_ci_runs_the_test_one():
+    commands = readme_commands()
+    assert len(commands) == 2
+    main, tests = commands
+    assert "rlm_jupyter.demo" in main
+    assert "pytest" in tests and ".[dev]" in tests
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert tests in ci, "CI must run exactly the README's test command"
+
+
+def test_main_job_runs_without_a_key_on_the_demo_model(tmp_path):
+    """The main command's last step (the install steps are what this venv already did)."""
+    main = readme_commands()[0]
+    module_call = main.split("&&")[-1].strip()
+    assert module_call.endswith("-m rlm_jupyter.demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLM_MODEL")}
+    env["RLM_LOG_DIR"] = str(tmp_path / "runs")
+    proc = subprocess.run([sys.executable, "-m", "rlm_jupyter.demo"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "demo" in out.lower()
+    assert "4921-ALPHA" in out
+
+
+def test_plain_python_example_finds_the_needle(tmp_path):
+    env = dict(os.environ, RLM_LOG_DIR=str(tmp_path / "runs"))
+    env.pop("RLM_MODEL", None)
+    proc = subprocess.run([sys.executable, "-m", "rlm_jupyter.demo", "--script", "--quiet"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "scripted DEMO model" in proc.stdout
+    assert "Answer:" in proc.stdout and "4921-ALPHA" in proc.stdout
