@@ -43,6 +43,14 @@ def _check(result: Any, what: str) -> None:
         raise RuntimeError(f"{what}: the run failed ({result.status}): {result.error}")
 
 
+def warm_up(workdir: Path) -> None:
+    """One small run, so lazy imports inside litellm and the engine hit no figure."""
+    with _server("batch", latency_s=0.0, n=4) as srv:
+        for stream in (True, False):
+            result = _rlm(srv, "local", workdir, stream=stream).run("Warm up.", context="x")
+            _check(result, "warm-up run")
+
+
 # -- 1. a batch of sub-calls ------------------------------------------------------------------
 
 def batch(backends: list[str], workdir: Path, n: int = 64, latency_s: float = 0.2,
@@ -283,7 +291,7 @@ class _DockerMemWatcher:
         while not self._stop.wait(0.1):
             try:
                 ids = subprocess.run(["docker", "ps", "-q", "--no-trunc", "--filter",
-                                      "label=rlm-jupyter.pid=" + str(os.getpid())],
+                                      "label=io.rlm-jupyter.kernel-pid=" + str(os.getpid())],
                                      capture_output=True, text=True, timeout=5).stdout.split()
             except (OSError, subprocess.TimeoutExpired):
                 continue
@@ -317,7 +325,7 @@ def contexts(backends: list[str], sizes_mb: list[float], workdir: Path,
                 rows.append([backend, f"{mb:g}", "failed", "", "", "", "", str(exc)[:200]])
                 continue
             worker = data.get("worker_peak_mb") or data.get("container_peak_mb")
-            rows.append([backend, f"{data['context_mb']:.0f}",
+            rows.append([backend, f"{data['context_mb']:.3g}",
                          fmt(data["first_root_call_s"], "s"), fmt(data["run_s"], "s"),
                          f"{data['host_peak_mb']:.0f} MB",
                          f"{data['host_peak_mb'] - data['host_baseline_mb']:.0f} MB",
@@ -384,8 +392,7 @@ def sandbox_micro(backends: list[str], sizes_mb: list[float], cells: int = 50) -
         rows.append([backend, "start (no context)", fmt(start, "s"),
                      ", ".join(fmt(s, "s") for s in start_s)])
         rows.append([backend, "cell round trip", fmt(trip, "s"),
-                     f"in-sandbox {fmt(median(inner), 's')}; transport "
-                     f"{fmt(trip - median(inner), 's')}"])
+                     f"the sandbox's own `duration_s`: {fmt(median(inner), 's')}"])
         rows.append([backend, "cell with one llm_query", fmt(call_cells, "s"),
                      f"host function hop ~{fmt(max(0.0, call_cells - trip), 's')}"])
         for mb in sizes_mb:
@@ -399,9 +406,10 @@ def sandbox_micro(backends: list[str], sizes_mb: list[float], cells: int = 50) -
                                            f"{r.error!r}")
 
             t, _ = timed(with_context)
-            rows.append([backend, f"context transfer {mb:g} MB", fmt(max(0.0, t - start), "s"),
-                         f"open + first cell {fmt(t, 's')}; "
-                         f"{mb / max(1e-6, t - start):.0f} MB/s"])
+            transfer = max(0.0, t - start)
+            speed = f"{mb / transfer:.0f} MB/s" if transfer > 0.005 else "no copy"
+            rows.append([backend, f"context transfer {mb:g} MB", fmt(transfer, "s"),
+                         f"open + first cell {fmt(t, 's')}; {speed}"])
     section.tables.append(table(["backend", "what", "median", "detail"], rows))
     return section
 

@@ -86,6 +86,55 @@ def ensure_image(log: callable = print) -> str:
     return RLMS_IMAGE
 
 
+SHIM = """#!/bin/sh
+# rlms starts its container with `--add-host host.docker.internal:host-gateway` and reaches its
+# host proxy through the bridge network. This daemon has no bridge (dockerd --bridge=none), so
+# `docker run` gets the host's network instead and the name points at 127.0.0.1. Every other
+# docker command (every `docker exec` per cell) passes straight through.
+if [ "$1" = "run" ]; then
+  n=$#
+  for a in "$@"; do
+    if [ "$a" = "host.docker.internal:host-gateway" ]; then
+      set -- "$@" "host.docker.internal:127.0.0.1"
+    else
+      set -- "$@" "$a"
+    fi
+  done
+  shift "$n"
+  shift
+  exec {real} run --network host "$@"
+fi
+exec {real} "$@"
+"""
+
+
+def docker_path_for_rlms(workdir: Path) -> tuple[str | None, str | None]:
+    """(a folder to put first on rlms's PATH, a note for RESULTS.md), or (None, None).
+
+    Needed only when the daemon has no ``bridge`` network, where rlms's containers cannot
+    reach the host at all.
+    """
+    if subprocess.run(["docker", "network", "inspect", "bridge"],
+                      capture_output=True).returncode == 0:
+        return None, None
+    import shutil
+
+    real = shutil.which("docker")
+    if real is None:
+        return None, None
+    folder = workdir / "rlms-docker-shim"
+    folder.mkdir(exist_ok=True)
+    shim = folder / "docker"
+    shim.write_text(SHIM.replace("{real}", real))
+    shim.chmod(0o755)
+    return str(folder), ("this Docker daemon has no bridge network (`dockerd --bridge=none`), "
+                         "so rlms's `--add-host host.docker.internal:host-gateway` cannot "
+                         "reach its host proxy; a `docker` wrapper (a 10-line sh script) first "
+                         "on rlms's PATH turns that one `docker run` into `--network host` "
+                         "with the name mapped to 127.0.0.1. Its per-cell `docker exec` calls "
+                         "pass through unchanged.")
+
+
 def _image_exists(tag: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
 

@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     import _needle
     import _ours
 
+    _ours.warm_up(workdir)  # litellm's first call loads more of itself; no figure pays it
+
     p = _Plan(quick)
     sections: list[Section] = []
     failures: list[str] = []

@@ -12,7 +12,7 @@ from rlm_jupyter.config import Settings
 from rlm_jupyter.engine import events as ev
 from rlm_jupyter.engine.budget import Budget
 from rlm_jupyter.engine.cache import ResponseCache
-from rlm_jupyter.engine.llm import LLMClient
+from rlm_jupyter.engine.llm import LLMClient, get_litellm
 from rlm_jupyter.engine.loop import Run, RunTree
 from rlm_jupyter.engine.result import RunResult
 from rlm_jupyter.engine.trajectory import JsonlWriter, Trajectory, log_path_for
@@ -63,6 +63,8 @@ class RLM:
         if not isinstance(question, str) or not question.strip():
             raise errors.ConfigError("The question is empty: pass the question as a string.")
         settings = self._resolved_settings()
+        # Import litellm (seconds) while the sandbox starts and loads the context.
+        threading.Thread(target=get_litellm, daemon=True, name="rlm-import-litellm").start()
         cancel = cancel or threading.Event()
         budget = Budget(max_subcalls=settings.max_subcalls, max_tokens=settings.max_tokens,
                         budget_usd=settings.budget_usd, timeout_s=settings.timeout_s)

@@ -90,8 +90,9 @@ def _is_retryable(exc: BaseException) -> bool:
 
 
 def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
+    # litellm keeps the provider's headers on the exception, not on ``exc.response``.
+    headers = (getattr(exc, "litellm_response_headers", None)
+               or getattr(getattr(exc, "response", None), "headers", None) or {})
     try:
         value = headers.get("retry-after") or headers.get("Retry-After")
         return float(value) if value is not None else None

@@ -340,6 +340,10 @@ class RLMMagics(Magics):
                 self.set_trait(key, value)
             except Exception as exc:
                 raise _fail(messages.BAD_CONFIG_VALUE.format(name=key, error=_first_line(str(exc)))) from None
+            shown = "***" if key == "api_key" and value else getattr(self, key)
+            print(f"RLMMagics.{key} = {shown!r}")
+        if rest:
+            return
         env = {"model": "RLM_MODEL", "sub_model": "RLM_SUB_MODEL", "sandbox": "RLM_SANDBOX",
                "api_base": "RLM_API_BASE", "api_key": "RLM_API_KEY", "log_dir": "RLM_LOG_DIR"}
         print("RLM settings (`%rlm config NAME=VALUE` or `%config RLMMagics.NAME = ...`):")
@@ -478,6 +482,8 @@ class RLMMagics(Magics):
             if info.get("mode") not in (None, "chat", "completion", "responses"):
                 continue
             rows.append((name, info))
+        # Best matches first: the bare name starts with the filter, then shorter names.
+        rows.sort(key=lambda r: (not r[0].rsplit("/", 1)[-1].lower().startswith(needle), len(r[0]), r[0]))
         if not rows:
             print(f"No models match {needle!r} in litellm's price map.")
             return

@@ -165,9 +165,10 @@ def list_sandbox_containers(docker: str | None = None, session: str | None = Non
     fmt = "\t".join(["{{.ID}}", "{{.Names}}", "{{.State}}",
                      f'{{{{.Label "{LABEL_HOST}"}}}}', f'{{{{.Label "{LABEL_PID}"}}}}',
                      f'{{{{.Label "{LABEL_PID_START}"}}}}', f'{{{{.Label "{LABEL_SESSION}"}}}}'])
-    args = ["ps", "-a", "--no-trunc", "--filter", f"label={LABEL}", "--format", fmt]
+    args = ["ps", "-a", "--no-trunc", "--filter", f"label={LABEL}"]
     if session:
-        args[4:4] = ["--filter", f"label={LABEL_SESSION}={session}"]
+        args += ["--filter", f"label={LABEL_SESSION}={session}"]
+    args += ["--format", fmt]
     out = _docker(docker, *args).stdout
     rows = []
     for line in out.splitlines():
@@ -396,13 +397,13 @@ class DockerSandbox(WorkerSandbox):
 
     def _kill(self) -> None:
         proc, name = self._proc, self._container
-        for f in (self._writer, self._reader):
-            try:
-                if f is not None:
-                    f.close()
-            except Exception:
-                pass
-        self._writer = self._reader = None
+        reader, self._reader = self._reader, None
+        writer, self._writer = self._writer, None
+        try:
+            if writer is not None:
+                writer.close()
+        except Exception:
+            pass
         if name is not None:
             if proc is not None and proc.poll() is None:
                 self._we_killed = True
@@ -421,6 +422,13 @@ class DockerSandbox(WorkerSandbox):
                     proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:  # pragma: no cover
                     pass
+        # Only now: closing a pipe that the reader thread is blocked on would wait for it.
+        try:
+            if reader is not None:
+                reader.close()
+        except Exception:
+            pass
+        if proc is not None:
             if proc.stderr is not None:
                 try:
                     proc.stderr.close()

@@ -27,7 +27,7 @@ import weakref
 from typing import IO, Any, Callable
 
 from .base import ExecResult, HostFunctions, SandboxError
-from .protocol import (MAX_WORKER_LINE, ProtocolError, make_init, read_message, worker_path,
+from .protocol import (DEFAULT_LIMITS, MAX_WORKER_LINE, ProtocolError, make_init, read_message, worker_path,
                        write_message)
 
 RESET_NOTE = ("The sandbox worker was restarted: every variable you defined is gone. Only "
@@ -44,6 +44,11 @@ def _close_all() -> None:  # pragma: no cover - runs at interpreter exit
             sb.close()
         except Exception:
             pass
+
+
+def _text(value: Any, limit: int) -> str:
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[:limit] + "\n... [cut by the host]"
 
 
 class _Deadline(Exception):
@@ -305,18 +310,21 @@ class WorkerSandbox:
 
     def _to_result(self, msg: dict[str, Any], notes: list[str], restarted: bool, t0: float
                    ) -> ExecResult:
+        # Re-cap on this side: a worker that escaped its policy must not flood the host.
+        lim = {**DEFAULT_LIMITS, **self._limits}
         answer = msg.get("answer") if isinstance(msg.get("answer"), dict) else {}
         final = msg.get("final")
+        error = msg.get("error")
         return ExecResult(
-            stdout=str(msg.get("stdout") or ""),
-            error=None if msg.get("error") is None else str(msg.get("error")),
-            timed_out=bool(msg.get("timed_out")),
+            stdout=_text(msg.get("stdout"), lim["max_output"] + 200),
+            error=None if error is None else _text(error, lim["max_error"] + 200),
+            timed_out=msg.get("timed_out") is True,
             restarted=restarted,
             duration_s=time.monotonic() - t0,
-            final=None if final is None else str(final),
-            answer={"content": str(answer.get("content", "")),
+            final=None if final is None else _text(final, lim["max_final"] + 200),
+            answer={"content": _text(answer.get("content", ""), lim["max_final"] + 200),
                     "ready": answer.get("ready") is True},
-            notes=notes + [str(n) for n in (msg.get("notes") or [])],
+            notes=notes + [_text(n, 1000) for n in (msg.get("notes") or [])[:20]],
         )
 
     def _query(self, msg: dict[str, Any], timeout: float = 15.0) -> dict[str, Any] | None:

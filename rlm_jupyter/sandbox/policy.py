@@ -107,7 +107,7 @@ class Deadline:
 
     def start(self, timeout: Optional[float]) -> None:
         self.timeout = float(timeout or 0)
-        self.deadline = (time.monotonic() + timeout) if timeout else None
+        self.deadline = (time.monotonic() + timeout) if timeout else float("inf")
         self._paused_at = None
         self.abort_reason = None
         self.expired = False
@@ -133,7 +133,11 @@ class Deadline:
         if self.expired:
             raise SandboxTimeout()
         d = self.deadline
-        if d is not None and self._paused_at is None and time.monotonic() > d:
+        if d is None:
+            # Sandbox code running outside any cell (a generator finalised by the garbage
+            # collector, a __str__ called by host code): stop it at its first check.
+            raise SandboxAbort("sandbox code may only run inside a cell")
+        if self._paused_at is None and time.monotonic() > d:
             self.expired = True
             raise SandboxTimeout()
 
@@ -386,7 +390,8 @@ if HAVE_RESTRICTED:
         ast.fix_missing_locations(stmt)
         return stmt
 
-    _BINOP_GUARDS = {ast.Mult: "_mul_", ast.Pow: "_pow_", ast.LShift: "_lshift_"}
+    _BINOP_GUARDS = {ast.Mult: "_mul_", ast.Pow: "_pow_", ast.LShift: "_lshift_",
+                     ast.Mod: "_mod_"}
 
     class RLMPolicy(RestrictingNodeTransformer):  # type: ignore[misc,valid-type]
         """RestrictedPython's transformer plus deadline checks and size guards."""
@@ -435,6 +440,17 @@ if HAVE_RESTRICTED:
             if guard is None:
                 return node
             return _call(guard, [node.left, node.right], node)
+
+        def visit_FormattedValue(self, node: ast.FormattedValue) -> Any:
+            node = super().visit_FormattedValue(node)
+            if node.format_spec is not None:
+                spec = node.format_spec
+                checked = ast.FormattedValue(value=_call("_spec_", [spec], spec),
+                                             conversion=-1, format_spec=None)
+                ast.copy_location(checked, spec)
+                node.format_spec = ast.JoinedStr(values=[checked])
+                ast.copy_location(node.format_spec, spec)
+            return node
 
         def visit_AugAssign(self, node: ast.AugAssign) -> Any:
             from RestrictedPython.transformer import IOPERATOR_TO_STR
@@ -549,7 +565,7 @@ class Repl:
         if name.startswith("_"):
             raise AttributeError(f"{name!r}: names starting with '_' are private and not "
                                  f"available in the sandbox")
-        if name in INSPECT_ATTRIBUTES:
+        if name in INSPECT_ATTRIBUTES or name in _REFUSED_NAMES:
             raise AttributeError(f"{name!r} is not available in the sandbox")
         if type(obj) is Facade:
             members = object.__getattribute__(obj, "_members")
@@ -598,6 +614,10 @@ class Repl:
         if isinstance(value, FORBIDDEN_VALUE_TYPES):
             raise AttributeError(f"{name!r} leads to a {type(value).__name__} object, which the "
                                  f"sandbox does not hand out")
+        if isinstance(value, type) and issubclass(value, BaseException) and \
+                not issubclass(value, Exception):
+            raise AttributeError(f"{name!r} leads to {value.__name__}, which the sandbox does "
+                                 f"not hand out")
         return value
 
     def _guarded_padder(self, method: Callable[..., Any], name: str) -> Callable[..., Any]:
@@ -716,6 +736,18 @@ class Repl:
             raise MemoryError("shift too large for the sandbox")
         return a << b
 
+    def _mod(self, a: Any, b: Any) -> Any:
+        if isinstance(a, (str, bytes)):
+            check_format_spec(a)
+            args = b if isinstance(b, tuple) else (b,)
+            if any(type(x) is int and x > self.limits["max_seq"] for x in args) and \
+                    ("*" in a if isinstance(a, str) else b"*" in a):
+                raise MemoryError("% format width too large for the sandbox")
+        return a % b
+
+    def _format(self, value: Any, spec: Any = "") -> str:
+        return format(value, check_format_spec(spec))
+
     def _inplacevar(self, op: str, x: Any, y: Any) -> Any:
         fn = _INPLACE.get(op)
         if fn is None:
@@ -729,6 +761,8 @@ class Repl:
             return self._pow(x, y)
         elif op == "<<=":
             return self._lshift(x, y)
+        elif op == "%=":
+            return self._mod(x, y)
         return fn(x, y)
 
     def _aug_item(self, obj: Any, key: Any, op: str, value: Any) -> None:
@@ -820,6 +854,9 @@ class Repl:
         b["_mul_"] = self._mul
         b["_pow_"] = self._pow
         b["_lshift_"] = self._lshift
+        b["_mod_"] = self._mod
+        b["_spec_"] = check_format_spec
+        b["format"] = self._format
         b["_aug_item_"] = self._aug_item
         b["_aug_attr_"] = self._aug_attr
         b["_echo_"] = self._echo
@@ -877,9 +914,14 @@ class Repl:
         if self.host_call is None:
             raise RuntimeError(f"{name} is not connected to a host")
         self.deadline.check()
+        try:  # plain data only, made while the deadline still runs (may call sandbox code)
+            plain = _json.loads(_json.dumps([list(args), dict(kwargs)]))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"arguments to {name}() must be JSON-compatible (str, int, float, "
+                            f"bool, None, list, dict): {exc}") from None
         self.deadline.pause()
         try:
-            return self.host_call(name, list(args), dict(kwargs))
+            return self.host_call(name, plain[0], plain[1])
         finally:
             self.deadline.resume()
 
@@ -920,6 +962,10 @@ class Repl:
             try:
                 compiled = self.compile(code, filename)
                 exec(compiled, self.ns)
+                if self.deadline.expired:  # the timeout fired where it was swallowed (finalizer)
+                    raise SandboxTimeout()
+                if self.deadline.abort_reason is not None:
+                    raise SandboxAbort(self.deadline.abort_reason)
             except CompileFailed as exc:
                 error = _cap(str(exc), self.limits["max_error"], "error")
             except SandboxTimeout:
@@ -984,7 +1030,7 @@ class Repl:
             notes.append("`answer` is not a dict any more; it was reset to "
                          "{'content': '', 'ready': False}")
             self.ns["answer"] = ans = {"content": "", "ready": False}
-        content = ans.get("content", "")
+        content = dict.get(ans, "content", "")
         try:
             self.deadline.start(2.0)
             text = content if type(content) is str else _exact_str(content)
@@ -993,7 +1039,7 @@ class Repl:
         finally:
             self.deadline.stop()
         return {"content": _cap(text, self.limits["max_final"], "answer"),
-                "ready": bool(ans.get("ready", False) is True or ans.get("ready") == 1)}
+                "ready": _truthy_flag(dict.get(ans, "ready", False))}
 
     def get_variable(self, name: str) -> Optional[str]:
         if type(name) is not str or name.startswith("_") or name not in self.ns:
@@ -1030,12 +1076,32 @@ class _SafeFormatter(_string_mod.Formatter):
             obj = self._getattr(obj, key) if is_attr else obj[key]
         return obj, first
 
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        return format(value, check_format_spec(format_spec))
+
+
+def _truthy_flag(value: Any) -> bool:
+    """``answer["ready"]`` without running sandbox code (no user __bool__/__eq__)."""
+    return type(value) in (bool, int) and value != 0
+
 
 def _apply(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return f(*args, **kwargs)
 
 
 _PADDERS = frozenset(["ljust", "rjust", "center", "zfill", "expandtabs"])
+
+#: Attribute names refused everywhere: ``mro`` walks up to ``object`` and ``BaseException``.
+_REFUSED_NAMES = frozenset(["mro"])
+
+_BIG_WIDTH = __import__("re").compile(r"\d{9,}")
+
+
+def check_format_spec(spec: Any) -> Any:
+    """Refuse format specs with absurd widths or precisions (``f"{x:>999999999}"``)."""
+    if isinstance(spec, str) and _BIG_WIDTH.search(spec):
+        raise MemoryError("format width or precision too large for the sandbox")
+    return spec
 
 _WRITABLE_TYPES = {list, dict, set, bytearray}
 

@@ -47,8 +47,8 @@ Faults and latency
     ``srv.inject("429" | "500" | "malformed" | "slow" | "disconnect", times=1, delay_s=None,
     match=None)`` hits the next matching requests (``match``: "root", "sub", a regex on the
     prompt, or ``fn(req)``); 429 carries ``Retry-After: delay_s`` (default 0.05 s).
-    ``ScriptedServer(latency_s=0.2, tokens_per_s=50)`` simulates a provider; many requests are
-    served concurrently, never serialised.
+    ``ScriptedServer(latency_s=0.2, tokens_per_s=50)`` simulates a provider (``latency_s`` may
+    be ``fn(req) -> seconds``); 64+ requests are served concurrently, never serialised.
 
 Demo
     ``ScriptedServer.demo()`` peeks at any context, maps ``llm_query_batched`` over 8-16 line

@@ -210,7 +210,14 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self.send_error_json(400, f"Invalid request body: {exc}", "invalid_request_error")
             return
-        self.server.scripted._serve_chat(self, req)
+        try:
+            self.server.scripted._serve_chat(self, req)
+        except (_Abort, OSError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a server bug must still answer, loudly
+            message = f"ScriptedServer internal error: {type(exc).__name__}: {exc}"
+            self.server.scripted.errors.append(message)
+            self.send_error_json(500, message, "server_error")
 
 
 class ScriptedServer:
@@ -225,7 +232,8 @@ class ScriptedServer:
         ``[(regex, reply-or-fn(prompt, req)), ...]`` / ``{regex: reply}`` rules tried in order,
         falling back to :func:`answer_from_prompt`. None: that fallback alone.
     classify: ``fn(req) -> "root" | "sub"``; default: root iff the request has a system message.
-    latency_s: seconds before the first byte of every response.
+    latency_s: seconds before the first byte of every response, or ``fn(req) -> seconds``
+        (e.g. to give root turns and sub-calls different latencies); settable while running.
     tokens_per_s: simulated decoding speed (streams are paced, non-streamed replies wait).
     exhausted: when a root list runs out: "error" (HTTP 400 + ScriptError), "repeat", "cycle".
     strict: raise the first script error again when the ``with`` block exits.
@@ -233,15 +241,17 @@ class ScriptedServer:
 
     def __init__(self, root: RootScript = None, sub: SubScript = None, *,
                  classify: Callable[[ScriptedRequest], str] | None = None,
-                 latency_s: float = 0.0, tokens_per_s: float | None = None,
+                 latency_s: float | Callable[[ScriptedRequest], float] = 0.0,
+                 tokens_per_s: float | None = None,
                  host: str = "127.0.0.1", port: int = 0, model_name: str = "scripted",
                  exhausted: str = "error", strict: bool = True) -> None:
-        if latency_s < 0 or (tokens_per_s is not None and tokens_per_s <= 0):
+        if (not callable(latency_s) and latency_s < 0) or (
+                tokens_per_s is not None and tokens_per_s <= 0):
             raise ValueError("latency_s must be >= 0 and tokens_per_s > 0 (or None)")
         self._root = compile_root(root, exhausted)
         self._sub = compile_sub(sub)
         self.classify = classify
-        self.latency_s = float(latency_s)
+        self.latency_s = latency_s if callable(latency_s) else float(latency_s)
         self.tokens_per_s = tokens_per_s
         self.host = host
         self.port = port
@@ -436,7 +446,8 @@ class ScriptedServer:
                 f"{exc}"))
             return
         self._count(**{req.kind: 1})
-        self._sleep(handler, self.latency_s)
+        latency = self.latency_s
+        self._sleep(handler, float(latency(req)) if callable(latency) else latency)
         if fault is not None:
             req.fault = fault.kind
             self._count(faults=1)

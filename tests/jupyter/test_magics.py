@@ -263,6 +263,7 @@ def test_config_show_set_reset_and_traitlets(shell: Shell, capsys) -> None:
     assert shell.run("%rlm config model=openai/x max_depth=2 budget=0.25 api_key=sk-secret").success
     out = capsys.readouterr().out
     assert "openai/x" in out and "sk-secret" not in out and "***" in out
+    assert "RLMMagics.max_depth = 2" in out
     assert shell.magics.max_depth == 2 and shell.magics.budget == 0.25
     assert shell.run('%config RLMMagics.sub_model = "openai/y"').success
     assert shell.magics.sub_model == "openai/y"

@@ -237,3 +237,17 @@ def test_tokens_per_s_paces_streams_and_replies(chat):
         streamed = time.monotonic() - started
     assert plain >= 0.18 and streamed >= 0.18  # 100 tokens at 500 tok/s = 0.2 s
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == reply
+
+
+def test_dict_rules_cycle_env_and_latency_function(chat, root_messages):
+    latency = {"root": 0.0, "sub": 0.3}
+    with ScriptedServer(root=["a", "b"], exhausted="cycle", sub={r"^hi$": "hello"},
+                        latency_s=lambda req: latency[req.kind]) as srv:
+        roots = [chat(srv, root_messages()).choices[0].message.content for _ in range(3)]
+        started = time.monotonic()
+        hello = chat(srv, [{"role": "user", "content": "hi"}]).choices[0].message.content
+        assert time.monotonic() - started >= 0.3
+        assert srv.env() == {"RLM_MODEL": "openai/scripted", "RLM_API_BASE": srv.base_url,
+                             "RLM_API_KEY": "scripted"}
+    assert roots == ["a", "b", "a"] and hello == "hello"
+    assert len(srv.requests.roots()) == 3 and len(srv.requests.subs()) == 1

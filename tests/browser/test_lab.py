@@ -1,0 +1,216 @@
+"""The live view in a real JupyterLab, driven by headless Debian chromium through playwright.
+
+Checks what a user sees: the tree, counters and answer appear *while* a run is going, the
+kernel interrupt (■) stops a run and leaves the partial view, and the Stop button cancels a
+``--background`` run. Screenshots go to ``artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = os.environ.get("RLM_CHROMIUM", "/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
+TOKEN = "rlm-browser-test"
+
+
+def _missing() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"chromium not found at {CHROMIUM} (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "python playwright not installed (pip install playwright)"
+    if shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)) is None:
+        return "jupyterlab not installed in this environment"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _require_browser() -> None:
+    reason = _missing()
+    if reason:
+        if os.environ.get("RLM_CI") == "1":
+            pytest.fail(f"browser test required in CI: {reason}")
+        pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cell(source: str) -> dict:
+    return {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+            "source": source}
+
+
+NOTEBOOK_CELLS = [
+    # 0: setup: a demo server with some latency so the run is visibly live.
+    """%load_ext rlm
+import time
+from rlm_jupyter.testing import ScriptedServer
+from rlm_jupyter.jupyter.magics import get_magics
+from rlm_jupyter.demo import make_document, QUESTION
+demo = ScriptedServer.demo(latency_s=0.4).start()
+slow = ScriptedServer(root=["```repl\\nparts = llm_query_batched(['part %d' % i for i in range(6)])\\nprint(parts)\\n```", "FINAL(never)"] * 3,
+                      sub=lambda prompt, req: (time.sleep(60), 'late')[1], strict=False).start()
+m = get_magics()
+m.model, m.api_base, m.api_key = demo.model, demo.base_url, 'demo'
+doc = make_document(120_000)
+print('ready')""",
+    # 1: a full run against the demo policy.
+    "%%rlm --context doc --out code\nWhat is the access code for the vault in building 7?",
+    # 2: switch to the slow server.
+    "m.api_base = slow.base_url\nprint('slow')",
+    # 3: a run we interrupt with the kernel's interrupt.
+    "%%rlm --context doc --out cut\nThis run will be interrupted.",
+    # 4: a background run stopped with the Stop button.
+    "%%rlm --context doc --out bg --background\nThis run will be stopped.",
+]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("lab")
+    nb = {"cells": [_cell(src) for src in NOTEBOOK_CELLS], "metadata": {
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
+                       "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
+    (work / "live.ipynb").write_text(json.dumps(nb))
+    port = _free_port()
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True",
+               RLM_LOG_DIR=str(work / "runs"), JUPYTER_CONFIG_DIR=str(work / "cfg"),
+               JUPYTER_RUNTIME_DIR=str(work / "rt"))
+    for name in ("RLM_MODEL", "RLM_API_BASE", "RLM_API_KEY"):
+        env.pop(name, None)
+    log = open(work / "lab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={work}",
+         "--ServerApp.open_browser=False", "--allow-root", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    import urllib.request
+
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("jupyter lab exited: " + (work / "lab.log").read_text()[-2000:])
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("jupyter lab did not start within 120 s")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=False)
+
+
+def _run_cell(page, index: int) -> None:
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Shift+Enter")
+
+
+def _widget(page, n: int):
+    return page.locator(".rlm-w").nth(n)
+
+
+def test_live_view_interrupt_and_stop(lab: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(120_000)
+        try:
+            page.goto(f"{lab}/lab/tree/live.ipynb?token={TOKEN}")
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+            # Kernel ready: the status bar says Idle.
+            expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=120_000)
+
+            _run_cell(page, 0)
+            expect(page.locator(".jp-Notebook .jp-Cell").nth(0).locator(".jp-OutputArea")).to_contain_text("ready", timeout=120_000)
+
+            # --- live run: counters and tree appear while it is running --------------------
+            _run_cell(page, 1)
+            w = _widget(page, 0)
+            expect(w.locator(".rlm-status")).to_have_text("running", timeout=60_000)
+            expect(w.locator(".rlm-turn").first).to_be_visible()
+            expect(w.locator(".rlm-subcalls")).to_contain_text(re.compile(r"[1-9]\d* sub-calls"), timeout=60_000)
+            assert w.locator(".rlm-status").inner_text() in ("running", "ok")
+            _shot(page, "live_view_running.png")
+            expect(w.locator(".rlm-status")).to_have_text("ok", timeout=120_000)
+            expect(w.locator(".rlm-answer")).to_contain_text("4921-ALPHA")
+            expect(w.locator(".rlm-turns")).to_contain_text("Turn 3")
+            expect(w.locator(".rlm-src").first).to_be_visible()  # highlighted code
+            assert int(w.locator(".rlm-turns .rlm-turn").count()) >= 3
+            # Open the sub-call list of turn 2 and one sub-call.
+            subs = w.locator("details.rlm-subs summary").first
+            subs.click()
+            expect(w.locator(".rlm-sub").first).to_be_visible()
+            w.locator(".rlm-sub summary").first.click()
+            _shot(page, "live_view_done.png")
+
+            # --- kernel interrupt mid-run: partial view kept ----------------------------------
+            _run_cell(page, 2)
+            _run_cell(page, 3)
+            w2 = _widget(page, 1)
+            expect(w2.locator(".rlm-subcalls")).to_contain_text("running", timeout=60_000)
+            _shot(page, "interrupt_before.png")
+            t0 = time.monotonic()
+            page.keyboard.press("Escape")
+            page.keyboard.press("i")
+            page.keyboard.press("i")
+            expect(w2.locator(".rlm-status")).to_have_text("cancelled", timeout=20_000)
+            stopped_in = time.monotonic() - t0
+            cell3 = page.locator(".jp-Notebook .jp-Cell").nth(3)
+            expect(cell3.locator(".jp-OutputArea")).to_contain_text("Interrupted", timeout=20_000)
+            expect(w2.locator(".rlm-turn").first).to_be_visible()  # partial trajectory shown
+            _shot(page, "interrupt_partial.png")
+            assert stopped_in < 10, stopped_in
+
+            # --- background run + Stop button -------------------------------------------------
+            _run_cell(page, 4)
+            w3 = _widget(page, 2)
+            expect(w3.locator(".rlm-subcalls")).to_contain_text("running", timeout=60_000)
+            expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=30_000)
+            w3.locator(".rlm-stop").click()
+            expect(w3.locator(".rlm-status")).to_have_text("cancelled", timeout=30_000)
+            _shot(page, "background_stopped.png")
+        except Exception:
+            _shot(page, "failure.png")
+            raise
+        finally:
+            browser.close()

@@ -1,0 +1,25 @@
+"""Helpers shared by the Docker tests (a plain module: conftest.py is not importable by name
+when several test folders have one)."""
+
+from __future__ import annotations
+
+import subprocess
+
+
+def session_containers(session: str) -> list[str]:
+    """Names of containers (any state) carrying this sandbox session label."""
+    from rlm_jupyter.sandbox.docker import list_sandbox_containers
+
+    return [r["name"] for r in list_sandbox_containers(session=session)]
+
+
+def inspect(name: str, fmt: str) -> str:
+    return subprocess.run(["docker", "inspect", "--format", fmt, name], capture_output=True,
+                          text=True, check=True, timeout=30).stdout.strip()
+
+
+def docker_exec(name: str, *cmd: str) -> subprocess.CompletedProcess[str]:
+    """Run a command beside the worker, in the same container (same user, namespaces,
+    read-only root and network): checks the container layer on its own, without the policy."""
+    return subprocess.run(["docker", "exec", name, *cmd], capture_output=True, text=True,
+                          timeout=60)
