@@ -351,21 +351,22 @@ def _run_child(args: list[str], timeout_s: float) -> dict[str, Any]:
 
 # -- issue 3: sandbox micro-benchmarks ----------------------------------------------------------
 
-def sandbox_micro(backends: list[str], sizes_mb: list[float], cells: int = 50) -> Section:
+def sandbox_micro(backends: list[str], sizes_mb: list[float], cells: int = 50,
+                  starts: int = 3) -> Section:
     from rlm_jupyter.sandbox import open_sandbox
 
     section = Section(
         "3b. Sandbox backends",
         "`open_sandbox` directly. Start: open with no context until the first `pass` cell "
         f"returns (for docker: the container start). Round trip: median of {cells} cells of "
-        "`x = 1` (the in-sandbox time subtracted: pure transport and bookkeeping), and one "
-        "`llm_query` call from the cell to a host function that returns at once. Context "
+        "`x = 1` timed by the host (beside the sandbox's own `duration_s`), and cells making "
+        "one `llm_query` call to a host function that returns at once. Context "
         "transfer: open with a context of that size until `len(context)` returns, minus the "
         "empty start.")
     rows = []
     for backend in backends:
         start_s = []
-        for _ in range(3):
+        for _ in range(starts):
             def first_cell() -> Any:
                 with open_sandbox(backend, timeout_s=30) as sb:
                     sb.execute("pass")

@@ -6,13 +6,16 @@
 // thousands of sub-calls stays responsive. When the run ends the whole list is also synced once
 // as the `final_events` trait, so reloaded pages and saved widget state show the full run.
 
-const STORES = new WeakMap();
+// anywidget hands initialize() and each render() a different proxy of the same model, so the
+// shared store is keyed by the widget's own `uid` trait, not by the model object.
+const STORES = new Map();
 
 function storeFor(model) {
-  let store = STORES.get(model);
+  const key = model.get("uid") || "default";
+  let store = STORES.get(key);
   if (!store) {
     store = { events: [], listeners: new Set(), lastRecv: Date.now() };
-    STORES.set(model, store);
+    STORES.set(key, store);
   }
   return store;
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import pathlib
 import threading
 import time
+import uuid
 from typing import Any, Iterable
 
 import anywidget
@@ -33,6 +34,7 @@ class RunWidget(anywidget.AnyWidget):
     _esm = _HERE / "widget.js"
     _css = _HERE / "widget.css"
 
+    uid = traitlets.Unicode().tag(sync=True)
     final_events = traitlets.List().tag(sync=True)
     live = traitlets.Bool(False).tag(sync=True)
     stop_requested = traitlets.Bool(False).tag(sync=True)
@@ -40,6 +42,7 @@ class RunWidget(anywidget.AnyWidget):
     def __init__(self, events: Iterable[Any] = (), *, live: bool = False,
                  cancel: threading.Event | None = None, max_rate: float = 10.0,
                  **kwargs: Any) -> None:
+        kwargs.setdefault("uid", uuid.uuid4().hex)
         super().__init__(**kwargs)
         self.cancel = cancel if cancel is not None else threading.Event()
         self._lock = threading.RLock()

@@ -154,6 +154,9 @@ def test_live_view_interrupt_and_stop(lab: str) -> None:
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.set_default_timeout(120_000)
+        console: list[str] = []
+        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+        page.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
         try:
             page.goto(f"{lab}/lab/tree/live.ipynb?token={TOKEN}")
             page.locator(".jp-Notebook .jp-Cell").first.wait_for()
@@ -211,6 +214,7 @@ def test_live_view_interrupt_and_stop(lab: str) -> None:
             _shot(page, "background_stopped.png")
         except Exception:
             _shot(page, "failure.png")
+            (ARTIFACTS / "browser_console.log").write_text("\n".join(console))
             raise
         finally:
             browser.close()

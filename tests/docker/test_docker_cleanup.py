@@ -112,7 +112,7 @@ def test_killed_kernels_containers_are_reaped() -> None:
         proc.send_signal(signal.SIGKILL)  # no close(), no atexit: only the reaper can help
         proc.wait(30)
     removed = dsb.reap_orphans()
-    assert set(names) <= set(removed) | set(names) - set(containers_with_prefix(prefix))
+    assert set(names) <= set(removed)
     assert containers_with_prefix(prefix) == []
 
 
