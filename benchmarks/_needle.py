@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _util import Figure, Section, Skip, docker_available, fmt, median, table
-
 from _policies import QUESTION, VALUE, haystack
+from _util import Figure, Section, Skip, docker_available, fmt, median, table
 
 
 def run(workdir: Path, *, lines: int, chunks: int, latencies: list[float], repeats: int,

@@ -128,7 +128,12 @@ def _turn_run(backend: str, workdir: Path, turns: int, stream: bool,
     stages["code itself (in the sandbox)"] = probe.inner_exec_s
     accounted = server_s + sum(stages.values())
     stages["other engine work"] = max(0.0, loop_s - accounted)
+    # Does a turn get dearer as the message history grows? First five turns vs last five.
+    gaps = [b - a for a, b in zip(started, started[1:])]
+    early = median(gaps[:5]) if gaps else 0.0
+    late = median(gaps[-5:]) if gaps else 0.0
     return {"wall_s": wall, "loop_s": loop_s, "turns": n_turns, "server_s": server_s,
+            "early_turn_s": early, "late_turn_s": late,
             "overhead_per_turn_s": (loop_s - server_s) / n_turns,
             "stages_per_turn_s": {k: v / n_turns for k, v in stages.items()}}
 
@@ -154,7 +159,9 @@ def turns(backends: list[str], workdir: Path, n_turns: int = 40, repeats: int = 
             section.figures.append(Figure(
                 f"{backend}, {label}", per_turn, target=f"<= {target:g} ms",
                 ok=per_turn * 1000 <= target,
-                note=f"runs: {', '.join(fmt(r['overhead_per_turn_s'], 's') for r in runs)}"))
+                note=f"runs: {', '.join(fmt(r['overhead_per_turn_s'], 's') for r in runs)}; "
+                     f"a turn early in the run {fmt(mid['early_turn_s'], 's')}, late "
+                     f"{fmt(mid['late_turn_s'], 's')} (the history grows)"))
             details[f"{backend}/{label}"] = mid
             for stage, secs in sorted(mid["stages_per_turn_s"].items(), key=lambda kv: -kv[1]):
                 stage_rows.append([backend, label, stage, f"{secs * 1000:.3f} ms"])
@@ -227,34 +234,38 @@ def _package(filename: str) -> str:
 
 def context_child(backend: str, megabytes: float, workdir: Path) -> dict[str, Any]:
     """Runs in a fresh interpreter: time to the first root call and peak memory."""
-    from _util import children_peak_rss_mb, peak_rss_mb
+    from _util import peak_rss_mb
     from rlm_jupyter.engine.llm import get_litellm
 
     get_litellm()  # import cost is not part of the figure
-    baseline_mb = peak_rss_mb()
     line = "the quick brown fox jumps over the lazy dog 0123456789 filler text line\n"
     text = line * max(1, int(megabytes * 1024 * 1024 / len(line)))
     context_mb = len(text) / 1024 / 1024
     first_call: list[float] = []
 
+    measuring = [False]
+
     def root(req: Any) -> str:
-        if not first_call:
+        if measuring[0] and not first_call:
             first_call.append(time.perf_counter())
         return REPL.format("print(len(context))\nFINAL(str(len(context)))")
 
     from rlm_jupyter.testing import ScriptedServer
 
-    docker_peak: list[float] = []
+    sandbox_peak: list[float] = []
     with ScriptedServer(root=root, sub="ok") as srv:
         rlm = _rlm(srv, backend, workdir, cell_timeout_s=300)
-        watcher = _DockerMemWatcher() if backend == "docker" else None
-        if watcher:
-            watcher.start()
+        # litellm's first call initialises more of itself (about a second); a tiny run first
+        # keeps that out of the figure, which is about the context.
+        _check(rlm.run("Warm up.", context="x"), f"warm-up on {backend}")
+        baseline_mb = peak_rss_mb()
+        measuring[0] = True
+        watcher = _PeakWatcher(backend)
+        watcher.start()
         started = time.perf_counter()
         result = rlm.run("Context benchmark: how long is it?", context=text)
         finished = time.perf_counter()
-        if watcher:
-            docker_peak.append(watcher.stop())
+        sandbox_peak.append(watcher.stop())
     _check(result, f"context {megabytes} MB on {backend}")
     if result.answer != str(len(text)):
         raise RuntimeError(f"context on {backend}: answer {result.answer!r} != {len(text)}")
@@ -263,18 +274,23 @@ def context_child(backend: str, megabytes: float, workdir: Path) -> dict[str, An
         "backend": backend, "context_mb": context_mb,
         "first_root_call_s": first_call[0] - started, "run_s": finished - started,
         "host_peak_mb": peak_rss_mb(), "host_baseline_mb": baseline_mb,
-        "worker_peak_mb": children_peak_rss_mb() if backend == "local" else None,
-        "container_peak_mb": docker_peak[0] if docker_peak else None,
+        "sandbox_peak_mb": sandbox_peak[0] if backend != "inprocess" else None,
         "max_prompt_chars": prompt_chars,
     }
 
 
-class _DockerMemWatcher:
-    """Samples the peak memory of our sandbox containers (cgroup v1 max_usage or docker stats)."""
+class _PeakWatcher:
+    """Samples the peak memory of the sandbox while a run goes on.
 
-    def __init__(self) -> None:
+    local: ``VmHWM`` of our child processes (read from /proc; ``RUSAGE_CHILDREN`` would count
+    the parent's pages the child held between fork and exec). docker: the cgroup's
+    ``memory.max_usage_in_bytes`` (v1) or ``memory.peak`` (v2) of our labelled containers.
+    """
+
+    def __init__(self, backend: str) -> None:
         import threading
 
+        self.backend = backend
         self.peak_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -288,25 +304,47 @@ class _DockerMemWatcher:
         return self.peak_mb
 
     def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            try:
-                ids = subprocess.run(["docker", "ps", "-q", "--no-trunc", "--filter",
-                                      "label=io.rlm-jupyter.kernel-pid=" + str(os.getpid())],
-                                     capture_output=True, text=True, timeout=5).stdout.split()
-            except (OSError, subprocess.TimeoutExpired):
+        while not self._stop.wait(0.05):
+            if self.backend == "local":
+                self._sample_children()
+            elif self.backend == "docker":
+                self._sample_containers()
+
+    def _sample_children(self) -> None:
+        me = str(os.getpid())
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
                 continue
-            for cid in ids:
-                for path in (f"/sys/fs/cgroup/memory/docker/{cid}/memory.max_usage_in_bytes",
-                             f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.peak"):
-                    try:
-                        value = int(Path(path).read_text()) / 1024 / 1024
-                        self.peak_mb = max(self.peak_mb, value)
-                    except (OSError, ValueError):
-                        pass
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            if fields.get("PPid", "").strip() != me or "VmHWM" not in fields:
+                continue
+            self.peak_mb = max(self.peak_mb, int(fields["VmHWM"].split()[0]) / 1024)
+
+    def _sample_containers(self) -> None:
+        try:
+            ids = subprocess.run(["docker", "ps", "-q", "--no-trunc", "--filter",
+                                  "label=io.rlm-jupyter.kernel-pid=" + str(os.getpid())],
+                                 capture_output=True, text=True, timeout=5).stdout.split()
+        except (OSError, subprocess.TimeoutExpired):
+            return
+        for cid in ids:
+            for path in (f"/sys/fs/cgroup/memory/docker/{cid}/memory.max_usage_in_bytes",
+                         f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.peak"):
+                try:
+                    value = int(Path(path).read_text()) / 1024 / 1024
+                    self.peak_mb = max(self.peak_mb, value)
+                except (OSError, ValueError):
+                    pass
 
 
 def contexts(backends: list[str], sizes_mb: list[float], workdir: Path,
-             timeout_s: float = 600) -> Section:
+             timeout_s: float = 600, fresh: set[str] | None = None) -> Section:
+    """``fresh``: the backends measured in a fresh interpreter (default: all); the others run
+    in this one (the smoke run does that to stay short; its memory figures then mean little)."""
     section = Section(
         "3. Large contexts",
         "A fresh interpreter per size and backend (so peak memory is that run's own). Time to "
@@ -320,11 +358,14 @@ def contexts(backends: list[str], sizes_mb: list[float], workdir: Path,
     for backend in backends:
         for mb in sizes_mb:
             try:
-                data = _run_child(["context", backend, str(mb), str(workdir)], timeout_s)
+                if fresh is None or backend in fresh:
+                    data = _run_child(["context", backend, str(mb), str(workdir)], timeout_s)
+                else:
+                    data = context_child(backend, mb, workdir)
             except Exception as exc:  # noqa: BLE001 - one failure must not lose the rest
                 rows.append([backend, f"{mb:g}", "failed", "", "", "", "", str(exc)[:200]])
                 continue
-            worker = data.get("worker_peak_mb") or data.get("container_peak_mb")
+            worker = data.get("sandbox_peak_mb")
             rows.append([backend, f"{data['context_mb']:.3g}",
                          fmt(data["first_root_call_s"], "s"), fmt(data["run_s"], "s"),
                          f"{data['host_peak_mb']:.0f} MB",
@@ -362,7 +403,8 @@ def sandbox_micro(backends: list[str], sizes_mb: list[float], cells: int = 50,
         "`x = 1` timed by the host (beside the sandbox's own `duration_s`), and cells making "
         "one `llm_query` call to a host function that returns at once. Context "
         "transfer: open with a context of that size until `len(context)` returns, minus the "
-        "empty start.")
+        "empty start (best of the runs for both, since start-up times swing with the "
+        "machine's load).")
     rows = []
     for backend in backends:
         start_s = []
@@ -373,7 +415,7 @@ def sandbox_micro(backends: list[str], sizes_mb: list[float], cells: int = 50,
 
             t, _ = timed(first_cell)
             start_s.append(t)
-        start = median(start_s)
+        start = min(start_s)   # the least disturbed by other load on the machine
         with open_sandbox(backend, functions={"llm_query": lambda p, model=None: "ok"},
                           timeout_s=30) as sb:
             sb.execute("x = 0")
@@ -390,7 +432,7 @@ def sandbox_micro(backends: list[str], sizes_mb: list[float], cells: int = 50,
                 calls.append(t)
             call_cells = median(calls)
         trip = median(trips)
-        rows.append([backend, "start (no context)", fmt(start, "s"),
+        rows.append([backend, "start (no context), best of runs", fmt(start, "s"),
                      ", ".join(fmt(s, "s") for s in start_s)])
         rows.append([backend, "cell round trip", fmt(trip, "s"),
                      f"the sandbox's own `duration_s`: {fmt(median(inner), 's')}"])
@@ -406,7 +448,7 @@ def sandbox_micro(backends: list[str], sizes_mb: list[float], cells: int = 50,
                         raise RuntimeError(f"{backend}: context did not arrive: {r.stdout!r} "
                                            f"{r.error!r}")
 
-            t, _ = timed(with_context)
+            t = min(timed(with_context)[0] for _ in range(starts))
             transfer = max(0.0, t - start)
             speed = f"{mb / transfer:.0f} MB/s" if transfer > 0.005 else "no copy"
             rows.append([backend, f"context transfer {mb:g} MB", fmt(transfer, "s"),

@@ -116,11 +116,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def children_peak_rss_mb() -> float:
-    """The largest peak RSS of any waited-for child process (the sandbox worker)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
 def in_ci() -> bool:
     return os.environ.get("RLM_CI") == "1"
 

@@ -39,6 +39,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--families", default="sniah,oolong,pairs")
     p.add_argument("--oolong-questions", default="count,most-frequent,user-count,user-top",
                    help="which OOLONG questions to ask")
+    p.add_argument("--separate-contexts", action="store_true",
+                   help="S-NIAH in prose filler instead of sharing the OOLONG log (one more "
+                        "long plain-call prompt per size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", default="plain,rlm")
     p.add_argument("--max-iterations", type=int, default=6)
@@ -49,11 +52,18 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_tasks(sizes: list[int], families: list[str], seed: int, questions: set[str]) -> list:
-    from rlm_jupyter.evalkit import make_oolong, make_pairs, make_sniah
+def build_tasks(sizes: list[int], families: list[str], seed: int, questions: set[str],
+                shared: bool = True) -> list:
+    from rlm_jupyter.evalkit import make_oolong, make_pairs, make_shared, make_sniah
 
     tasks = []
     for size in sizes:
+        if shared:
+            for t in make_shared(size, seed):
+                q = t.task_id.split(f"-s{seed}-", 1)[-1]
+                if t.family in families and (t.family != "oolong" or q in questions):
+                    tasks.append(t)
+            continue
         if "sniah" in families:
             tasks.append(make_sniah(size, seed))
         if "oolong" in families:
@@ -86,11 +96,12 @@ def main(argv: list[str] | None = None) -> int:
                        f"n_ctx={info.n_ctx}, {info.n_threads} CPU threads")
     sizes = [int(s) for s in args.sizes.split(",") if s]
     families = [f for f in args.families.split(",") if f]
-    tasks = build_tasks(sizes, families, args.seed, set(args.oolong_questions.split(",")))
+    tasks = build_tasks(sizes, families, args.seed, set(args.oolong_questions.split(",")),
+                        shared=not args.separate_contexts)
     methods = tuple(m for m in args.methods.split(",") if m)
     rlm = RLM(model=model, api_base=api_base, api_key=api_key, sandbox=args.sandbox,
               max_iterations=args.max_iterations, timeout_s=args.rlm_timeout, temperature=0.0,
-              cache=False)
+              cache=False, request_timeout_s=args.rlm_timeout)
 
     def report(o) -> None:
         pred = (o.prediction or o.error or "")[:80].replace("\n", " ")
@@ -116,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         f"`max_iterations={args.max_iterations}`, `timeout_s={args.rlm_timeout:.0f}`, "
         f"sandbox `{args.sandbox}`, temperature 0. Scores: S-NIAH needle found (1/0); OOLONG "
         "counts 0.75^|error|, labels exact; pairs F1. Token counts are the model's own "
-        "tokenizer (context) and the server's usage reports (calls). Local models cost $0.",
+        "tokenizer (context) and the server's usage reports (calls). Local models cost $0. "
+        + ("" if args.separate_contexts else "All tasks of one size share one context: the "
+           "OOLONG-style log with the S-NIAH needle on its own line (the plain call then pays for "
+           "one long prompt per size; the server reuses the cached prefix for the other "
+           "questions)."),
         "",
         table,
         "",

@@ -161,10 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     step("1", OWN_HEADINGS[0], lambda: _ours.batch(
         backends, workdir, n=p.batch_n, latency_s=p.batch_latency, repeats=p.repeats))
     step("2", OWN_HEADINGS[1], turns_and_hotspots)
-    # A fresh interpreter per context run; the smoke run spares the in-process one (its code
-    # path is the same function) to stay short.
-    context_backends = [b for b in backends if not (quick and b == "inprocess")]
-    step("3", OWN_HEADINGS[3], lambda: _ours.contexts(context_backends, p.context_mb, workdir))
+    # A fresh interpreter per context run (peak memory must be that run's own); the smoke run
+    # starts only one (the local backend), to stay short.
+    step("3", OWN_HEADINGS[3], lambda: _ours.contexts(
+        backends, p.context_mb, workdir, fresh={"local"} if quick else None))
     step("3b", OWN_HEADINGS[4], lambda: _ours.sandbox_micro(backends, p.micro_mb,
                                                             cells=p.cells, starts=p.starts))
     step("4", OWN_HEADINGS[5], lambda: _ours.cached_rerun("local", workdir, n=p.cache_n))

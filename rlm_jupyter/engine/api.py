@@ -75,7 +75,8 @@ class RLM:
                            litellm_kwargs=settings.litellm_kwargs, cache=cache,
                            concurrency=settings.concurrency, cancel=cancel)
         bus = ev.EventBus()
-        tree = RunTree(settings=settings, budget=budget, bus=bus, client=client, cancel=cancel)
+        tree = RunTree(settings=settings, budget=budget, bus=bus, client=client, cancel=cancel,
+                       stream_root=settings.stream and on_event is not None)
         collected: list[ev.Event] = []
         bus.subscribe(collected.append)
         builder = Trajectory()

@@ -209,14 +209,31 @@ class LLMClient:
                         priced=priced)
 
 
+_UNPRICED: set[str] = set()
+
+
 def _cost_of(response: Any, model: str) -> tuple[float, bool]:
-    """USD from litellm's price map; models it does not know (local ones) cost 0."""
+    """USD from litellm's price map; models it does not know (local ones) cost 0.
+
+    An unknown model makes litellm raise through a slow lookup on every call, so the answer
+    "unpriced" is remembered per model (``litellm.register_model`` later clears it).
+    """
     litellm = get_litellm()
+    if model in _UNPRICED:
+        if not _registered(litellm, model):
+            return 0.0, False
+        _UNPRICED.discard(model)
     try:
         cost = litellm.completion_cost(completion_response=response, model=model)
         return float(cost or 0.0), True
     except Exception:  # noqa: BLE001 - ModelNotMappedError and friends
+        _UNPRICED.add(model)
         return 0.0, False
+
+
+def _registered(litellm: Any, model: str) -> bool:
+    bare = model.split("/", 1)[-1]
+    return model in litellm.model_cost or bare in litellm.model_cost
 
 
 def _describe_failure(model: str, exc: BaseException) -> str:

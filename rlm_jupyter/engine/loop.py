@@ -34,6 +34,9 @@ class RunTree:
     bus: ev.EventBus
     client: LLMClient
     cancel: threading.Event
+    #: Stream root replies only when someone listens to the deltas (widget, ``stream()``):
+    #: streaming through litellm costs 10-20 ms a call for nothing otherwise.
+    stream_root: bool = False
     sandboxes: list[Any] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -87,6 +90,8 @@ class Run:
         self.turn_span: str | None = None
         self.sandbox: Any = None
         self.started = time.monotonic()
+        self._seen_code: set[str] = set()
+        self._opener: _Background | None = None
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, cls: type[ev.Event], **fields: Any) -> ev.Event:
@@ -128,6 +133,8 @@ class Run:
         except Exception as exc:  # noqa: BLE001 - a bug must still return the partial work
             error = errors.RLMError(f"Internal error: {type(exc).__name__}: {exc}")
         finally:
+            if self._opener is not None:
+                self._opener.join()
             if self.sandbox is not None:
                 self.tree.unregister(self.sandbox)
                 _close_quietly(self.sandbox)
@@ -181,12 +188,15 @@ class Run:
 
     def _loop(self) -> tuple[str | None, errors.RLMError | None]:
         settings = self.tree.settings
-        self._open_sandbox()
+        # The first model call needs only the context's description, so the sandbox (worker
+        # start, context transfer, container start) comes up behind its latency.
+        opener = _Background(self._open_sandbox)
         messages: list[dict[str, str]] = [
             {"role": "system", "content": prompts.system_prompt(type_name(self.context))},
             {"role": "user", "content": prompts.first_user_message(
                 self.question, describe_context(self.context))},
         ]
+        self._opener = opener
         for turn in range(1, settings.max_iterations + 1):
             self.turn = turn
             self.turn_span = None
@@ -210,6 +220,7 @@ class Run:
         if parsed.final is not None and parsed.final.kind == "text":
             best = parsed.final.value
         elif parsed.final is not None:
+            self._wait_for_sandbox()
             best = self.sandbox.get_variable(parsed.final.value)
         if best is None:
             best = self._partial_answer() or reply.text.strip() or None
@@ -229,7 +240,7 @@ class Run:
         def on_delta(delta: str) -> None:
             self.emit(ev.ModelChunk, turn=turn, delta=delta)
 
-        reply = tree.client.complete(self.model, messages, stream=tree.settings.stream,
+        reply = tree.client.complete(self.model, messages, stream=tree.stream_root,
                                      on_delta=on_delta, timeout_s=self._call_timeout())
         self._charge(reply)
         self.emit(ev.ModelResponse, turn=turn, text=reply.text, model=reply.model,
@@ -245,7 +256,14 @@ class Run:
     def _act_on(self, text: str) -> tuple[str | None, str]:
         """Run the reply's code; return (answer, feedback for the next turn)."""
         parsed = parse_reply(text)
+        if parsed.code_blocks or parsed.final is not None:
+            self._wait_for_sandbox()
         outputs: list[str] = []
+        notes: list[str] = []
+        seen = self._seen_code
+        if parsed.code_blocks and all(code.strip() in seen for code in parsed.code_blocks):
+            notes.append(prompts.REPEATED_CODE_NOTE)
+        seen.update(code.strip() for code in parsed.code_blocks)
         for index, code in enumerate(parsed.code_blocks):
             if self.tree.cancel.is_set():
                 raise errors.RunCancelled("The run was cancelled.")
@@ -269,19 +287,28 @@ class Run:
             if result.answer.get("ready"):
                 return str(result.answer.get("content", "")), ""
             outputs.append(_format_output(result))
-        final_error = None
         if parsed.final is not None:
             if parsed.final.kind == "text":
-                return parsed.final.value, ""
-            value = self.sandbox.get_variable(parsed.final.value)
-            if value is not None:
-                return value, ""
-            final_error = (f"FINAL_VAR({parsed.final.value}) failed: there is no variable named "
-                           f"{parsed.final.value!r}. Assign it in a ```repl block first, or use "
-                           f"FINAL(your answer).")
-        if not parsed.code_blocks and final_error is None:
+                if not parsed.code_blocks:
+                    return parsed.final.value, ""
+                notes.append(prompts.FINAL_WITH_CODE_NOTE)
+            else:
+                value = self.sandbox.get_variable(parsed.final.value)
+                if value is not None:
+                    return value, ""
+                notes.append(
+                    f"FINAL_VAR({parsed.final.value}) failed: there is no variable named "
+                    f"{parsed.final.value!r}. Assign it in a ```repl block first, or use "
+                    f"FINAL(your answer).")
+        if not parsed.code_blocks and not notes:
             return None, prompts.NO_CODE_MESSAGE
-        return None, prompts.execution_feedback(outputs, final_error)
+        return None, prompts.execution_feedback(outputs, self.question, notes)
+
+    def _wait_for_sandbox(self) -> None:
+        opener = getattr(self, "_opener", None)
+        if opener is not None:
+            self._opener = None
+            opener.result()
 
     # -- host functions called from sandboxed code ---------------------------------------------
     def _sub_model(self, model: Any) -> str:
@@ -359,6 +386,30 @@ class Run:
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlm-subcall") as pool:
             return list(pool.map(safe, items))
+
+
+class _Background:
+    """Run ``fn`` in a thread now; ``result()`` joins and re-raises its exception here."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True,
+                                        name="rlm-sandbox-start")
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _as_prompt(prompt: Any) -> str:

@@ -25,15 +25,17 @@ How to work:
 2. Search or split it with code; use llm_query_batched on chunks when meaning matters.
 3. Print what you find, check it, then finish.
 
-Example:
+Example (print the text around a match, not just the match):
 ```repl
+import re
 print(len(context))
-hits = [line for line in context.splitlines() if "revenue" in line.lower()]
-print(hits[:20])
+for m in list(re.finditer(r"revenue", context, re.IGNORECASE))[:10]:
+    print(context[max(0, m.start() - 200):m.end() + 200])
+    print("---")
 ```
 
-When you know the answer, write FINAL(your answer) on its own line, or call FINAL_VAR(name) \
-in code. Do not guess: base the answer on what your code printed.\
+When you know the answer, write FINAL(your answer) on its own line in a reply without code, or \
+call FINAL_VAR(name) in code. Do not guess: base the answer on what your code printed.\
 """
 
 FIRST_USER_MESSAGE = """\
@@ -44,7 +46,20 @@ The context is {context_summary}
 Start by writing a ```repl block to inspect `context`.\
 """
 
-CONTINUE_MESSAGE = "Continue: write a ```repl block to make progress, or FINAL(answer) if you are sure."
+CONTINUE_MESSAGE = (
+    "Question: {question}\n\nDoes the output above answer the question? If not, write a new, "
+    "different ```repl block. If it does, reply with only this line: FINAL(<the answer>)"
+)
+
+REPEATED_CODE_NOTE = (
+    "You repeated code you already ran, so it printed the same as before. Try something "
+    "different: another search term, the text around a match, or llm_query on a chunk."
+)
+
+FINAL_WITH_CODE_NOTE = (
+    "Your FINAL(...) was ignored because it came in the same reply as code whose output you had "
+    "not seen yet. If the output confirms it, reply with the FINAL line alone."
+)
 
 NO_CODE_MESSAGE = (
     "Your reply had no ```repl block and no FINAL(...). Write a ```repl block with code that "
@@ -68,13 +83,15 @@ def first_user_message(question: str, context_summary: str) -> str:
     return FIRST_USER_MESSAGE.format(question=question, context_summary=context_summary)
 
 
-def execution_feedback(outputs: list[str], final_error: str | None = None) -> str:
-    """The user message after a turn's code ran: each block's output, then what to do next."""
+def execution_feedback(outputs: list[str], question: str, notes: list[str] = ()) -> str:
+    """The user message after a turn's code ran: each block's output, then what to do next.
+
+    The question is restated every time: small models lose track of it after a turn or two.
+    """
     parts = []
     for i, out in enumerate(outputs, 1):
         label = f"Output of block {i}:" if len(outputs) > 1 else "Output:"
         parts.append(f"{label}\n{out if out.strip() else '(nothing printed: use print() to see values)'}")
-    if final_error:
-        parts.append(final_error)
-    parts.append(CONTINUE_MESSAGE)
+    parts.extend(notes)
+    parts.append(CONTINUE_MESSAGE.format(question=question))
     return "\n\n".join(parts)

@@ -9,7 +9,7 @@
 ``benchmarks/RESULTS.md``.
 """
 
-from .oolong import build_dataset, make_all, make_oolong, make_pairs
+from .oolong import build_dataset, make_all, make_oolong, make_pairs, make_shared
 from .runner import (Outcome, TokenCounter, markdown_table, outcome_lines, replace_section,
                      run_plain, run_rlm, run_suite, save_jsonl, summarize, truncate_to_tokens)
 from .scoring import (parse_pairs, score, score_exact, score_needle, score_number,
@@ -20,7 +20,7 @@ from .tasks import Task
 
 __all__ = [
     "Outcome", "SNIAH_SIZES", "Task", "TokenCounter", "build_dataset", "make_all", "make_oolong",
-    "make_pairs", "make_sniah", "markdown_table", "outcome_lines", "parse_pairs",
+    "make_pairs", "make_shared", "make_sniah", "markdown_table", "outcome_lines", "parse_pairs",
     "replace_section", "run_plain", "run_rlm", "run_suite", "save_jsonl", "score",
     "score_exact", "score_needle", "score_number", "score_pairs", "summarize",
     "truncate_to_tokens",

@@ -135,3 +135,20 @@ def make_pairs(size_tokens: int, seed: int = 0) -> Task:
 def make_all(size_tokens: int, seed: int = 0) -> list[Task]:
     """The aggregation tasks plus the pairs task, all over the same context."""
     return [*make_oolong(size_tokens, seed), make_pairs(size_tokens, seed)]
+
+
+def make_shared(size_tokens: int, seed: int = 0) -> list[Task]:
+    """Every family over ONE context: the OOLONG log with an S-NIAH needle line inserted.
+
+    The needle line is not a record, so the OOLONG answers are unchanged. Sharing the context
+    lets a runner pay for one long prompt per size (the server caches the prefix) when it asks
+    the plain baseline all questions -- the difference between minutes and an hour on a CPU.
+    """
+    from .sniah import make_sniah
+
+    tasks = make_all(size_tokens, seed)
+    needle = make_sniah(size_tokens, seed, haystack=tasks[0].context,
+                        context_id=tasks[0].context_id)
+    for t in tasks:
+        t.context = needle.context
+    return [needle, *tasks]

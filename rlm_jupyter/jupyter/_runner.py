@@ -16,8 +16,9 @@ from typing import Any, Callable
 
 #: How long one join waits; also the latency of progress drains in the cell.
 POLL_S = 0.1
-#: After a cancel, how long the cell waits for the engine to wind down before giving up.
-STOP_GRACE_S = 10.0
+#: After an interrupt, how long the cell waits for the engine to wind down; past that the run
+#: finishes in the background (its result still lands in the variables) and the cell returns.
+STOP_GRACE_S = 2.0
 
 
 class RunHandle:
@@ -36,10 +37,17 @@ class RunHandle:
         self._on_event = on_event
         self._callbacks: list[Callable[["RunHandle"], None]] = []
         self._done = threading.Event()
+        self._cb_lock = threading.Lock()
+        self._fired = False
         self.thread = threading.Thread(target=self._target, name="rlm-run", daemon=True)
 
     def add_done_callback(self, fn: Callable[["RunHandle"], None]) -> None:
-        self._callbacks.append(fn)
+        """Run ``fn(handle)`` when the run ends (at once, here, if it already has)."""
+        with self._cb_lock:
+            if not self._fired:
+                self._callbacks.append(fn)
+                return
+        fn(self)
 
     def start(self) -> "RunHandle":
         self.thread.start()
@@ -53,7 +61,10 @@ class RunHandle:
             self.exception = exc
         finally:
             self._done.set()
-            for fn in self._callbacks:
+            with self._cb_lock:
+                self._fired = True
+                callbacks = list(self._callbacks)
+            for fn in callbacks:
                 try:
                     fn(self)
                 except Exception:  # a display callback must never kill the run thread

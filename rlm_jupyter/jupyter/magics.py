@@ -216,10 +216,20 @@ class RLMMagics(Magics):
             handle.wait(tick)
         except KeyboardInterrupt:
             interrupted = True
+            if view is not None:
+                view.stop()
             handle.stop(tick=tick)
+        target = args.out + "_run" if args.out else "_rlm"
+        if interrupted and not handle.done:
+            # The engine is still closing sub-calls: do not hold the kernel; finish like a
+            # background run (the partial result still lands in the variables).
+            with self._lock:
+                self.background.append((handle, view))
+            handle.add_done_callback(lambda h: self._finish(h, state, background=True))
+            raise _fail(messages.INTERRUPTED_PENDING.format(name=target))
         self._finish(handle, state, background=False)
         if interrupted:
-            raise _fail(messages.INTERRUPTED.format(name=args.out + "_run" if args.out else "_rlm"))
+            raise _fail(messages.INTERRUPTED.format(name=target))
         self._raise_for(handle)
         return None
 

@@ -46,5 +46,7 @@ DEMO_ON = ("Using the scripted demo model ({model} at {base_url}): canned answer
 DEMO_REAL = "RLM_MODEL is set ({model}): using that model, not the scripted demo."
 NO_BACKGROUND = "No background run is active."
 STOPPED = "Stop requested for {n} background run(s)."
+INTERRUPTED_PENDING = ("Interrupted: run cancelled; it is closing its last calls in the background and "
+                       "the partial trajectory lands in `{name}` in a few seconds.")
 INTERRUPTED = "Interrupted: run cancelled, partial trajectory kept in `{name}`."
 RUN_FAILED = "Run ended with {status}: {error}"

@@ -379,7 +379,7 @@ function render({ model, el }) {
   header.appendChild(h("span", "rlm-logo", "RLM"));
   header.appendChild(status);
   for (const key of ["elapsed", "turns", "subcalls", "tokens", "cost"]) {
-    pills[key] = h("span", "rlm-pill rlm-" + key);
+    pills[key] = h("span", "rlm-pill rlm-c-" + key);
     header.appendChild(pills[key]);
   }
   const bars = h("span", "rlm-bars");

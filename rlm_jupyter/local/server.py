@@ -221,7 +221,10 @@ def serve(name_or_path: str, port: int | None = None, *, n_ctx: int | None = Non
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", alias,
            "--host", HOST, "--port", str(port), "--n_ctx", str(n_ctx),
-           "--n_threads", str(threads), "--n_threads_batch", str(threads)]
+           "--n_threads", str(threads), "--n_threads_batch", str(threads),
+           # The server's default keeps logits for every prompt token: n_ctx x 152k floats
+           # (5 GB at n_ctx 8192 for Qwen) and slower prompts. Chat completions never need them.
+           "--logits_all", "false"]
     _say(progress, f"Starting llama.cpp server for {alias} on {HOST}:{port} "
                    f"(n_ctx={n_ctx}, threads={threads}); log: {log_path}")
     t0 = time.monotonic()

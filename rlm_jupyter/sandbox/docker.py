@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -218,7 +219,9 @@ def _remove_containers(docker: str, names: list[str]) -> None:
 
 @atexit.register
 def _remove_leftovers() -> None:  # pragma: no cover - runs at interpreter exit
-    """Last line after the sandboxes' own close() (see local.py's atexit hook)."""
+    """Remove every container this process still has, in one call. atexit runs hooks in
+    reverse order, so this runs just before local.py's hook closes the sandboxes themselves
+    (which then finds nothing left to stop)."""
     with _STARTED_LOCK:
         names = sorted(_STARTED)
     if names:
@@ -342,7 +345,7 @@ class DockerSandbox(WorkerSandbox):
             LABEL_SESSION: self.session_id,
         }
         args = [
-            self._docker_bin, "run", "-i", "--rm", "--name", name,
+            self._docker_bin, "run", "-i", "--rm", "--pull", "never", "--name", name,
             "--network", "none", "--read-only",
             "--tmpfs", f"/tmp:rw,nosuid,nodev,noexec,size={self.tmpfs_mb}m,mode=1777",
             "--memory", f"{mem}m", "--memory-swap", f"{mem}m",
@@ -453,6 +456,15 @@ class DockerSandbox(WorkerSandbox):
             return f"docker could not run the container{detail}"
         if code in (126, 127):
             return f"the image has no runnable {self.python!r}{detail}"
+        if code > 128:  # --init reports a signal death of the worker as 128 + signal
+            try:
+                name = signal.Signals(code - 128).name
+            except ValueError:
+                name = f"signal {code - 128}"
+            hint = {"SIGKILL": "killed", "SIGSEGV": "crashed in C code",
+                    "SIGXCPU": "its CPU-time limit was reached", "SIGABRT": "aborted",
+                    "SIGXFSZ": "it tried to write a file"}.get(name, "")
+            return f"the worker died of {name}" + (f" ({hint})" if hint else "") + detail
         return f"exit code {code}{detail}"
 
     def _cleanup(self) -> None:

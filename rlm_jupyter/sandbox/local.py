@@ -27,8 +27,8 @@ import weakref
 from typing import IO, Any, Callable
 
 from .base import ExecResult, HostFunctions, SandboxError
-from .protocol import (DEFAULT_LIMITS, MAX_WORKER_LINE, ProtocolError, make_init, read_message, worker_path,
-                       write_message)
+from .protocol import (DEFAULT_LIMITS, MAX_WORKER_LINE, ProtocolError, make_init,
+                       read_message, worker_path, write_message)
 
 RESET_NOTE = ("The sandbox worker was restarted: every variable you defined is gone. Only "
               "`context`, `answer` (reset) and the built-in functions are available again; "
@@ -145,6 +145,9 @@ class WorkerSandbox:
             self.memory_mb = default_memory_mb(len(payload))
         self._queue = queue.Queue()
         self._writer, self._reader = self._spawn(len(payload))
+        if self._closed:  # closed from another thread while we were starting
+            self._kill()
+            raise SandboxError("this sandbox was closed while it was starting")
         path = self._context_path()
         reader_thread = threading.Thread(target=self._read_loop, args=(self._reader, self._queue),
                                          name="rlm-sandbox-reader", daemon=True)
@@ -179,6 +182,8 @@ class WorkerSandbox:
         self._needs_restart = False
 
     def _restart(self) -> None:
+        if self._closed:
+            raise SandboxError("this sandbox is closed; open a new one with open_sandbox()")
         self._kill()
         self.restarts += 1
         self._start()

@@ -20,10 +20,14 @@ Layers, outermost first:
 
 from __future__ import annotations
 
+import ast
 import builtins as _builtins
+import collections as _collections
 import json as _json
 import linecache
 import math as _math
+import operator as _operator
+import re as _re
 import string as _string_mod
 import sys
 import threading
@@ -47,8 +51,6 @@ except Exception:  # pragma: no cover - exercised only on old interpreters
         "f_locals", "f_trace", "co_code", "gi_frame", "gi_code", "gi_yieldfrom", "cr_await",
         "cr_frame", "cr_code", "cr_origin", "ag_await", "ag_frame", "ag_code",
     ])
-
-import ast
 
 DEFAULT_LIMITS: Dict[str, int] = {
     "max_output": 20_000,
@@ -217,7 +219,8 @@ week weekday where xs year zfill expanding ewm nsmallest ngroup ngroups groupby
 isocalendar seconds microseconds components weekofyear is_leap_year is_month_end
 is_month_start is_year_end is_year_start assign apply agg aggregate transform applymap pipe
 set_names sort to_numpy values wrap len encode decode get_dummies removeprefix removesuffix
-str is_na size value combine ordered from_dict from_records as_ordered add_categories remove_categories
+str is_na size value combine ordered from_dict from_records as_ordered add_categories
+remove_categories
 rename_categories set_categories
 """.split())
 
@@ -242,14 +245,28 @@ def _type_module(obj: Any) -> str:
     return m if isinstance(m, str) else ""
 
 
+_KIND_CACHE: Dict[type, str] = {}
+
+
+def _kind(obj: Any) -> str:
+    """"pandas", "numpy" or "" for the object's type (cached per type)."""
+    t = obj if isinstance(obj, type) else type(obj)
+    kind = _KIND_CACHE.get(t)
+    if kind is None:
+        m = _type_module(obj)
+        kind = ("pandas" if m == "pandas" or m.startswith("pandas.") else
+                "numpy" if m == "numpy" or m.startswith("numpy.") else "")
+        if len(_KIND_CACHE) < 10_000:
+            _KIND_CACHE[t] = kind
+    return kind
+
+
 def _is_pandas(obj: Any) -> bool:
-    m = _type_module(obj)
-    return m == "pandas" or m.startswith("pandas.")
+    return _kind(obj) == "pandas"
 
 
 def _is_numpy(obj: Any) -> bool:
-    m = _type_module(obj)
-    return m == "numpy" or m.startswith("numpy.")
+    return _kind(obj) == "numpy"
 
 
 _MISSING = object()
@@ -560,6 +577,14 @@ class Repl:
     # ---- guards --------------------------------------------------------------------------
 
     def _guarded_getattr(self, obj: Any, name: Any, *default: Any) -> Any:
+        # Fast path for the plain data types honest code touches in tight loops: their public
+        # attributes are methods and plain values, never modules, frames or code.
+        if type(obj) in _FAST_TYPES and type(name) is str and name[:1] != "_" and \
+                name not in _FAST_SPECIAL:
+            return getattr(obj, name, *default)
+        return self._slow_getattr(obj, name, *default)
+
+    def _slow_getattr(self, obj: Any, name: Any, *default: Any) -> Any:
         if type(name) is not str:
             raise TypeError("attribute name must be a plain str")
         if name.startswith("_"):
@@ -649,7 +674,9 @@ class Repl:
             return False
 
     def _write_guard(self, obj: Any) -> Any:
-        if id(obj) in self._protected_ids:
+        if type(obj) in _WRITABLE_TYPES and not self._protected_ids:
+            return obj
+        if self._protected_ids and id(obj) in self._protected_ids:
             raise PermissionError("the shared context is read-only in this sandbox; copy it "
                                   "first (e.g. data = list(context))")
         t = type(obj)
@@ -1094,7 +1121,7 @@ _PADDERS = frozenset(["ljust", "rjust", "center", "zfill", "expandtabs"])
 #: Attribute names refused everywhere: ``mro`` walks up to ``object`` and ``BaseException``.
 _REFUSED_NAMES = frozenset(["mro"])
 
-_BIG_WIDTH = __import__("re").compile(r"\d{9,}")
+_BIG_WIDTH = _re.compile(r"\d{9,}")
 
 
 def check_format_spec(spec: Any) -> Any:
@@ -1105,7 +1132,13 @@ def check_format_spec(spec: Any) -> Any:
 
 _WRITABLE_TYPES = {list, dict, set, bytearray}
 
-import operator as _operator
+
+_FAST_TYPES = frozenset([str, bytes, list, dict, tuple, set, frozenset, int, float, bool,
+                         complex, range, type(None), _collections.defaultdict,
+                         _collections.Counter, _collections.OrderedDict, _collections.deque])
+_FAST_SPECIAL = frozenset(["format", "format_map", "ljust", "rjust", "center", "zfill",
+                           "expandtabs", "mro"])
+
 
 _INPLACE = {
     "+=": _operator.iadd, "-=": _operator.isub, "*=": _operator.imul, "/=": _operator.itruediv,

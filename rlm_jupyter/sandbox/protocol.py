@@ -64,7 +64,8 @@ Session, in order:
    hard deadline (timeout + grace): past it, it kills the process (group), starts a fresh
    worker, re-sends init, and reports ``restarted=True``.
 
-3. host -> ``{"op": "get", "id": n, "name": str}`` -> ``{"op": "value", "id": n, "value": str|null}``
+3. host -> ``{"op": "get", "id": n, "name": str}``
+   -> ``{"op": "value", "id": n, "value": str|null}``
    host -> ``{"op": "vars", "id": n}`` -> ``{"op": "vars", "id": n, "vars": {name: type_name}}``
    host -> ``{"op": "ping", "id": n}`` -> ``{"op": "pong", "id": n}``
    host -> ``{"op": "shutdown"}`` (the worker exits; closing its input does the same).

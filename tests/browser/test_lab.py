@@ -92,6 +92,14 @@ def lab(tmp_path_factory) -> Iterator[str]:
         "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
                        "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
     (work / "live.ipynb").write_text(json.dumps(nb))
+    # Isolated settings: render every cell (no virtual scrolling), no news popup.
+    settings = work / "settings" / "@jupyterlab"
+    (settings / "notebook-extension").mkdir(parents=True)
+    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        '{"windowingMode": "none"}')
+    (settings / "apputils-extension").mkdir(parents=True)
+    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false}')
     port = _free_port()
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True",
                RLM_LOG_DIR=str(work / "runs"), JUPYTER_CONFIG_DIR=str(work / "cfg"),
@@ -102,7 +110,9 @@ def lab(tmp_path_factory) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={work}",
-         "--ServerApp.open_browser=False", "--allow-root", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         "--ServerApp.open_browser=False", "--allow-root",
+         f"--LabApp.user_settings_dir={work / 'settings'}",
+         f"--LabApp.workspaces_dir={work / 'workspaces'}"],
         cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -135,9 +145,17 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / name), full_page=False)
 
 
+CELLS = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell"
+
+
+def _cell_at(page, index: int):
+    return page.locator(CELLS).nth(index)
+
+
 def _run_cell(page, index: int) -> None:
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
-    cell.locator(".jp-InputArea-editor").click()
+    cell = _cell_at(page, index)
+    cell.scroll_into_view_if_needed()
+    cell.locator(".jp-InputPrompt").click()
     page.keyboard.press("Escape")
     page.keyboard.press("Shift+Enter")
 
@@ -159,19 +177,20 @@ def test_live_view_interrupt_and_stop(lab: str) -> None:
         page.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
         try:
             page.goto(f"{lab}/lab/tree/live.ipynb?token={TOKEN}")
-            page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+            page.locator(CELLS).first.wait_for()
             # Kernel ready: the status bar says Idle.
             expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=120_000)
+            time.sleep(2)  # the kernel connection settles after the first Idle
 
             _run_cell(page, 0)
-            expect(page.locator(".jp-Notebook .jp-Cell").nth(0).locator(".jp-OutputArea")).to_contain_text("ready", timeout=120_000)
+            expect(_cell_at(page, 0).locator(".jp-OutputArea")).to_contain_text("ready", timeout=120_000)
 
             # --- live run: counters and tree appear while it is running --------------------
             _run_cell(page, 1)
             w = _widget(page, 0)
             expect(w.locator(".rlm-status")).to_have_text("running", timeout=60_000)
             expect(w.locator(".rlm-turn").first).to_be_visible()
-            expect(w.locator(".rlm-subcalls")).to_contain_text(re.compile(r"[1-9]\d* sub-calls"), timeout=60_000)
+            expect(w.locator(".rlm-c-subcalls")).to_contain_text(re.compile(r"[1-9]\d* sub-calls"), timeout=60_000)
             assert w.locator(".rlm-status").inner_text() in ("running", "ok")
             _shot(page, "live_view_running.png")
             expect(w.locator(".rlm-status")).to_have_text("ok", timeout=120_000)
@@ -180,7 +199,7 @@ def test_live_view_interrupt_and_stop(lab: str) -> None:
             expect(w.locator(".rlm-src").first).to_be_visible()  # highlighted code
             assert int(w.locator(".rlm-turns .rlm-turn").count()) >= 3
             # Open the sub-call list of turn 2 and one sub-call.
-            subs = w.locator("details.rlm-subs summary").first
+            subs = w.locator("details.rlm-subs:visible > summary").first
             subs.click()
             expect(w.locator(".rlm-sub").first).to_be_visible()
             w.locator(".rlm-sub summary").first.click()
@@ -190,15 +209,16 @@ def test_live_view_interrupt_and_stop(lab: str) -> None:
             _run_cell(page, 2)
             _run_cell(page, 3)
             w2 = _widget(page, 1)
-            expect(w2.locator(".rlm-subcalls")).to_contain_text("running", timeout=60_000)
+            expect(w2.locator(".rlm-c-subcalls")).to_contain_text("running", timeout=60_000)
             _shot(page, "interrupt_before.png")
             t0 = time.monotonic()
+            _cell_at(page, 3).locator(".jp-InputPrompt").click()
             page.keyboard.press("Escape")
             page.keyboard.press("i")
             page.keyboard.press("i")
             expect(w2.locator(".rlm-status")).to_have_text("cancelled", timeout=20_000)
             stopped_in = time.monotonic() - t0
-            cell3 = page.locator(".jp-Notebook .jp-Cell").nth(3)
+            cell3 = _cell_at(page, 3)
             expect(cell3.locator(".jp-OutputArea")).to_contain_text("Interrupted", timeout=20_000)
             expect(w2.locator(".rlm-turn").first).to_be_visible()  # partial trajectory shown
             _shot(page, "interrupt_partial.png")
@@ -207,7 +227,7 @@ def test_live_view_interrupt_and_stop(lab: str) -> None:
             # --- background run + Stop button -------------------------------------------------
             _run_cell(page, 4)
             w3 = _widget(page, 2)
-            expect(w3.locator(".rlm-subcalls")).to_contain_text("running", timeout=60_000)
+            expect(w3.locator(".rlm-c-subcalls")).to_contain_text("running", timeout=60_000)
             expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=30_000)
             w3.locator(".rlm-stop").click()
             expect(w3.locator(".rlm-status")).to_have_text("cancelled", timeout=30_000)

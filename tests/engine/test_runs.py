@@ -424,3 +424,21 @@ def test_api_key_never_enters_the_sandbox(server_factory, rlm_for, monkeypatch):
     dump = json.dumps([e.to_dict() for e in result.events])
     assert "sk-canary-should-not-leak" not in dump
     assert "scripted-key-123" not in dump
+
+
+def test_final_text_beside_unseen_code_output_is_not_taken(server_factory, rlm_for):
+    srv = server_factory(root=[fence("print(41 + 1)") + "\nOutput: 42\nFINAL(a guess)",
+                               "FINAL(42)"])
+    result = rlm_for(srv).run("q", context="c")
+    assert result.answer == "42"
+    second = srv.requests.roots()[1]
+    assert "FINAL(...) was ignored" in last_user(second)
+    assert "Question: q" in last_user(second)  # the question is restated for small models
+
+
+def test_repeated_code_gets_a_nudge(server_factory, rlm_for):
+    srv = server_factory(root=[fence("print('same')"), fence("print('same')"), "FINAL(x)"])
+    rlm_for(srv).run("q", context="c")
+    roots = srv.requests.roots()
+    assert "repeated code" not in last_user(roots[1])
+    assert "repeated code" in last_user(roots[2])

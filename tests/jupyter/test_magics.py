@@ -210,20 +210,59 @@ def _interrupt_main_after(delay_s: float) -> threading.Timer:
 
 
 def test_interrupt_stops_the_run_within_a_second(shell: Shell, capsys) -> None:
-    with ScriptedServer(root=list(SLOW_ROOT), sub=slow_sub, strict=False) as srv:
+    fired: list[float] = []
+    main_id = threading.main_thread().ident
+
+    def sub_then_interrupt(prompt: str, req: object) -> str:
+        # The first sub-call reaching the server interrupts the cell (as the ■ button would).
+        if not fired:
+            fired.append(time.monotonic())
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main_id),
+                                                       ctypes.py_object(KeyboardInterrupt))
+        time.sleep(1.5)
+        return "slow"
+
+    with ScriptedServer(root=list(SLOW_ROOT), sub=sub_then_interrupt, strict=False) as srv:
         use_server(shell, srv)
-        timer = _interrupt_main_after(2.0)
+        res = shell.run("%%rlm -o res\nQ?")
+        elapsed = time.monotonic() - fired[0]
+        assert not res.success
+        assert elapsed < 2.5, elapsed  # the kernel is back within the stop grace
+        line = error_line(capsys)
+        assert line.startswith("UsageError: Interrupted: run cancelled") and "`res_run`" in line
+        deadline = time.monotonic() + 30
+        while "res_run" not in shell.ip.user_ns and time.monotonic() < deadline:
+            time.sleep(0.1)
+    run = shell["res_run"]
+    assert run.status == "cancelled"
+    assert any(e.type == "subcall_started" for e in run.events)  # partial trajectory kept
+    deadline = time.monotonic() + 5
+    while [t for t in threading.enumerate() if t.name == "rlm-run"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [t for t in threading.enumerate() if t.name == "rlm-run"]
+
+
+def test_interrupt_returns_even_if_calls_hang(shell: Shell, capsys) -> None:
+    def hanging_sub(prompt: str, req: object) -> str:
+        time.sleep(20)
+        return "late"
+
+    with ScriptedServer(root=list(SLOW_ROOT), sub=hanging_sub, strict=False) as srv:
+        use_server(shell, srv)
+        timer = _interrupt_main_after(1.5)
         start = time.monotonic()
         res = shell.run("%%rlm -o res\nQ?")
         elapsed = time.monotonic() - start
         timer.join()
-    assert not res.success
-    assert "Interrupted: run cancelled, partial trajectory kept in `res_run`" in error_line(capsys)
-    run = shell["res_run"]
-    assert run.status == "cancelled"
-    assert any(e.type == "subcall_started" for e in run.events)  # partial trajectory kept
-    assert elapsed < 2.0 + 1.5, elapsed  # the slow sub-calls (1.5 s each) were abandoned
-    assert not [t for t in threading.enumerate() if t.name == "rlm-run"]
+        assert not res.success
+        assert elapsed < 1.5 + 3.0, elapsed  # the kernel is free again quickly
+        line = error_line(capsys)
+        assert line.startswith("UsageError: Interrupted") and "`res_run`" in line
+        deadline = time.monotonic() + 30
+        while "res_run" not in shell.ip.user_ns and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert shell["res_run"].status == "cancelled"
+    assert shell.magics.background == []
 
 
 def test_background_then_stop(shell: Shell, capsys) -> None:

@@ -147,3 +147,17 @@ def test_markdown_table_marks_tasks_over_the_window() -> None:
                 completion_tokens=5, wall_s=2.0)
     table = markdown_table([o], window=8_192)
     assert "| sniah | 30,000 | yes | rlm | 1 | 1.00 | 15 |" in table
+
+
+def test_shared_context_keeps_every_answer_valid() -> None:
+    from rlm_jupyter.evalkit import make_shared
+
+    tasks = make_shared(16_000, seed=2)
+    assert {t.family for t in tasks} == {"sniah", "oolong", "pairs"}
+    assert len({t.context_id for t in tasks}) == 1 and len({id(t.context) for t in tasks}) == 1
+    needle = tasks[0]
+    assert needle.meta["needle"] in needle.context.splitlines()
+    by_id = {t.task_id.split("-s2-", 1)[-1]: t for t in tasks}
+    recs = _records(needle.context)
+    count = by_id["count"]
+    assert count.answer == sum(1 for r in recs if r["label"] == count.meta["label"])

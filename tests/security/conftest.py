@@ -17,7 +17,7 @@ def canaries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Canaries]:
     os.environ["RLM_CANARY_KEY"] = c.env
     os.environ["OPENAI_API_KEY"] = c.api_key
     main = sys.modules["__main__"]
-    setattr(main, "RLM_NOTEBOOK_SECRET", c.notebook)
+    main.RLM_NOTEBOOK_SECRET = c.notebook
     yield c
     for k, v in old.items():
         if v is None:

@@ -9,9 +9,8 @@ assert that none of them ever appears in anything the sandbox returns.
 from __future__ import annotations
 
 import os
-import sys
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 

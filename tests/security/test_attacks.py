@@ -31,7 +31,6 @@ class Attack:
 
 
 A = Attack
-LEAK = ("import os\nprint(os.environ)")  # placeholder reference, see ATTACKS
 
 ATTACKS: list[Attack] = [
     # --- introspection escapes --------------------------------------------------------------
@@ -65,6 +64,20 @@ ATTACKS: list[Attack] = [
     A("object-builtin", "introspection", "print(object.__subclasses__())"),
     A("vars-dir-globals", "introspection", "print(vars(), globals(), locals())"),
     A("print-self", "introspection", "p = print\nprint(getattr(p, '__self__'))"),
+    A("with-exit-traceback", "introspection",
+      "class C:\n    def __enter__(self):\n        return self\n"
+      "    def __exit__(self, t, v, tb):\n        print(getattr(tb, 'tb_frame'))\n"
+      "        print(getattr(v, '__traceback__'), getattr(t, '__subclasses__'))\n"
+      "        return True\nwith C():\n    1 / 0"),
+    A("exception-context-chain", "introspection",
+      "try:\n    try:\n        1 / 0\n    except Exception:\n        raise KeyError('k')\n"
+      "except KeyError as e:\n    print(getattr(e, '__context__'))"),
+    A("facade-overwrite", "introspection",
+      "import json\njson.loads = print\nsetattr(json, 'dumps', print)"),
+    A("answer-ready-object", "host",
+      "class T:\n    def __bool__(self):\n        while True:\n            pass\n"
+      "    def __eq__(self, o):\n        while True:\n            pass\n"
+      "answer['ready'] = T()\nanswer['content'] = 'x'"),
     # --- format strings -----------------------------------------------------------------------
     A("format-class-mro", "format", "print('{0.__class__.__mro__}'.format(1))"),
     A("format-func-globals", "format", "print('{0.__globals__}'.format(lambda: 1))"),
@@ -219,6 +232,9 @@ ATTACKS: list[Attack] = [
       "import os\nwhile True:\n    os.fork()"),
     A("threads-multiprocessing", "resources",
       "import threading\nimport multiprocessing\nprint(threading, multiprocessing)"),
+    A("decimal-huge-int", "resources",
+      "from decimal import Decimal\nx = int(Decimal('1e999999999'))", c_level=True, hangs=True),
+    A("printed-collector", "builtins", "print('a')\nx = printed\nprint(x * 3)"),
     A("output-flood", "resources", "for i in range(200000):\n    print('x' * 100)"),
     A("generator-finalizer-loop", "resources",
       "def g():\n    try:\n        yield 1\n    finally:\n        while True:\n"
