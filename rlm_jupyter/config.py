@@ -24,6 +24,7 @@ ENV_VARS = {
     "sandbox": "RLM_SANDBOX",
     "log_dir": "RLM_LOG_DIR",
     "cache_dir": "RLM_CACHE_DIR",
+    "transport": "RLM_TRANSPORT",
 }
 
 DEFAULT_LOG_DIR = Path.home() / ".rlm_jupyter" / "runs"
@@ -53,6 +54,7 @@ class Settings:
     cell_timeout_s: float = 60.0
     memory_mb: int | None = None
     output_chars: int = 20_000
+    transport: str = "litellm"
     num_retries: int = 3
     request_timeout_s: float = 120.0
     litellm_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -105,6 +107,8 @@ class Settings:
         return kw.get("temperature") == 0 or kw.get("seed") is not None
 
     def validate(self) -> None:
+        if self.transport not in ("litellm", "http"):
+            raise ConfigError(f"Unknown transport {self.transport!r}: use 'litellm' or 'http'.")
         if self.sandbox not in SANDBOX_KINDS:
             raise ConfigError(
                 f"Unknown sandbox {self.sandbox!r}: use one of {', '.join(SANDBOX_KINDS)}."

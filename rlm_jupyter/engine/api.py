@@ -36,7 +36,7 @@ class RLM:
                  cache_dir: str | None = None, stream: bool = True,
                  cell_timeout_s: float = 60.0, memory_mb: int | None = None,
                  num_retries: int = 3, request_timeout_s: float = 120.0,
-                 **litellm_kwargs: Any) -> None:
+                 transport: str | None = None, **litellm_kwargs: Any) -> None:
         self.settings = Settings.resolve(
             model=model, sub_model=sub_model, sandbox=sandbox, max_depth=max_depth,
             max_iterations=max_iterations, max_subcalls=max_subcalls, max_tokens=max_tokens,
@@ -44,7 +44,7 @@ class RLM:
             api_base=api_base, api_key=api_key, log_dir=log_dir, cache=cache,
             cache_dir=cache_dir, stream=stream, cell_timeout_s=cell_timeout_s,
             memory_mb=memory_mb, num_retries=num_retries, request_timeout_s=request_timeout_s,
-            litellm_kwargs=litellm_kwargs)
+            transport=transport, litellm_kwargs=litellm_kwargs)
         self.last_result: RunResult | None = None
 
     def __repr__(self) -> str:
@@ -73,7 +73,8 @@ class RLM:
                            num_retries=settings.num_retries,
                            request_timeout_s=settings.request_timeout_s,
                            litellm_kwargs=settings.litellm_kwargs, cache=cache,
-                           concurrency=settings.concurrency, cancel=cancel)
+                           concurrency=settings.concurrency, cancel=cancel,
+                           transport=settings.transport)
         bus = ev.EventBus()
         tree = RunTree(settings=settings, budget=budget, bus=bus, client=client, cancel=cancel,
                        stream_root=settings.stream and on_event is not None)
@@ -96,6 +97,7 @@ class RLM:
             outcome = root.execute()
         finally:
             done.set()
+            client.close()
             if writer is not None:
                 writer.close()
         if budget.unpriced_models:

@@ -8,6 +8,7 @@ off together instead of each item hammering the provider.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -75,6 +76,11 @@ class RateLimitGate:
 
 
 def _is_retryable(exc: BaseException) -> bool:
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status in (408, 409, 429) or status >= 500
+    if type(exc).__module__.startswith("httpx") or isinstance(exc, json.JSONDecodeError):
+        return True  # connection drops, read timeouts, a malformed body
     litellm = get_litellm()
     retryable = (litellm.RateLimitError, litellm.InternalServerError,
                  litellm.ServiceUnavailableError, litellm.APIConnectionError, litellm.Timeout,
@@ -106,8 +112,18 @@ class LLMClient:
     def __init__(self, *, api_base: str | None, api_key: str | None, num_retries: int,
                  request_timeout_s: float, litellm_kwargs: dict[str, Any],
                  cache: ResponseCache | None, concurrency: int,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None, transport: str = "litellm") -> None:
         self.api_base = api_base
+        self.transport = transport
+        self._http: Any = None
+        if transport == "http":
+            if not api_base:
+                raise errors.ConfigError(
+                    "transport='http' talks to an OpenAI-compatible server directly: give "
+                    "api_base (or RLM_API_BASE), or use transport='litellm'.")
+            from rlm_jupyter.engine.http_transport import HTTPTransport
+
+            self._http = HTTPTransport(api_base, api_key, concurrency)
         self.api_key = api_key
         self.num_retries = num_retries
         self.request_timeout_s = request_timeout_s
@@ -170,8 +186,20 @@ class LLMClient:
         if self.cancel is not None and self.cancel.is_set():
             raise errors.RunCancelled("The run was cancelled.")
 
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
     def _once(self, model: str, messages: list[dict[str, Any]], *, stream: bool,
               on_delta: Callable[[str], None] | None, timeout_s: float | None) -> LLMReply:
+        if self._http is not None:
+            text, prompt_tokens, completion_tokens = self._http.complete(
+                model, messages, self.litellm_kwargs, stream=stream, on_delta=on_delta,
+                timeout_s=timeout_s or self.request_timeout_s)
+            cost, priced = _cost_from_tokens(model, prompt_tokens, completion_tokens)
+            return LLMReply(text=text, model=model, prompt_tokens=prompt_tokens,
+                            completion_tokens=completion_tokens, cost_usd=cost, latency_s=0.0,
+                            priced=priced)
         litellm = get_litellm()
         kwargs: dict[str, Any] = dict(self.litellm_kwargs)
         kwargs.update(model=model, messages=messages, max_retries=0,
@@ -227,6 +255,20 @@ def _cost_of(response: Any, model: str) -> tuple[float, bool]:
         cost = litellm.completion_cost(completion_response=response, model=model)
         return float(cost or 0.0), True
     except Exception:  # noqa: BLE001 - ModelNotMappedError and friends
+        _UNPRICED.add(model)
+        return 0.0, False
+
+
+def _cost_from_tokens(model: str, prompt_tokens: int, completion_tokens: int) -> tuple[float, bool]:
+    litellm = get_litellm()
+    if model in _UNPRICED and not _registered(litellm, model):
+        return 0.0, False
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        _UNPRICED.discard(model)
+        return float(prompt_cost + completion_cost), True
+    except Exception:  # noqa: BLE001
         _UNPRICED.add(model)
         return 0.0, False
 

@@ -127,11 +127,31 @@ def _read_state(alias: str) -> ServerInfo | None:
         return None
 
 
+def _is_our_server_process(info: ServerInfo) -> bool:
+    """The pid still runs llama_cpp.server on the recorded port (not a recycled pid)."""
+    try:
+        with open(f"/proc/{info.pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return True  # no /proc (macOS): trust the pid check
+    return b"llama_cpp.server" in args and str(info.port).encode() in args
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex((HOST, port)) == 0
+
+
 def _live(info: ServerInfo) -> bool:
-    if not _pid_alive(info.pid):
+    """Alive and ours. A server busy with a long prompt may not answer /v1/models for minutes,
+    so a live process holding its port counts as live even when the endpoint times out."""
+    if not _pid_alive(info.pid) or not _is_our_server_process(info):
         return False
-    ids = _models_endpoint(info.port)
-    return ids is not None and info.alias in ids
+    ids = _models_endpoint(info.port, timeout=5.0)
+    if ids is not None:
+        return info.alias in ids
+    return _port_open(info.port)
 
 
 def find_server(alias: str) -> ServerInfo | None:
@@ -299,7 +319,7 @@ def stop(name: str | None = None) -> list[str]:
         info = _read_state(alias)
         if info is None:
             continue
-        if _pid_alive(info.pid):
+        if _pid_alive(info.pid) and _is_our_server_process(info):  # never a recycled pid
             _stop_pid(info.pid)
             stopped.append(alias)
         _OWNED.pop(alias, None)

@@ -122,7 +122,12 @@ def check_image(image: str, docker: str | None = None) -> None:
     docker = docker_binary(docker)
     proc = _docker(docker, "image", "inspect", "--format", "{{.Id}}", image, check=False)
     if proc.returncode != 0:
-        raise SandboxError(f"the Docker image {image!r} is not on this machine; {BUILD_HINT}")
+        if image == DEFAULT_IMAGE:
+            raise SandboxError(f"the Docker image {image!r} is not on this machine; "
+                               f"{BUILD_HINT}")
+        raise SandboxError(f"the Docker image {image!r} is not on this machine (sandboxes never "
+                           f"pull): `docker pull {image}` or build it, or use the default image "
+                           f"{DEFAULT_IMAGE!r}: {BUILD_HINT}")
     _CHECKED["image:" + image] = time.monotonic()
 
 
@@ -209,12 +214,11 @@ def _remove_containers(docker: str, names: list[str]) -> None:
     if not names:
         return
     proc = _docker(docker, "rm", "-f", *names, timeout=60, check=False)
-    if proc.returncode != 0 and "No such container" not in proc.stderr \
-            and "already in progress" not in proc.stderr:
-        # Only a stuck daemon gets here; the reaper will retry at the next sandbox start.
-        pass
-    with _STARTED_LOCK:
-        _STARTED.difference_update(names)
+    gone = proc.returncode == 0 or "No such container" in proc.stderr \
+        or "already in progress" in proc.stderr
+    if gone:  # otherwise keep the names: atexit (or the reaper, next time) retries
+        with _STARTED_LOCK:
+            _STARTED.difference_update(names)
 
 
 @atexit.register

@@ -410,8 +410,11 @@ class LocalSandbox(WorkerSandbox):
 
     kind = "local"
 
-    def __init__(self, *args: Any, python: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, python: str | None = None, landlock: bool = True,
+                 read_paths: list[str] | tuple[str, ...] = (), **kwargs: Any) -> None:
         self._python = python or sys.executable
+        self._landlock = landlock
+        self._read_paths = [str(p) for p in read_paths]
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmpdir: str | None = None
         self._stderr_tail = b""
@@ -428,6 +431,10 @@ class LocalSandbox(WorkerSandbox):
         cmd = [self._python, "-I", "-B", worker_path(), "--fds", f"{to_r},{from_w}",
                "--memory-mb", str(int(self.memory_mb or 0)), "--cpu-s", str(int(self.cpu_s)),
                "--nofile", "256"]
+        if self._landlock:
+            cmd.append("--landlock")
+            for p in self._read_paths:
+                cmd += ["--read-path", p]
         try:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -17,7 +17,6 @@ import os
 import pickle
 import signal
 import sys
-import time
 
 MB = 1024 * 1024
 
@@ -64,6 +63,82 @@ def set_cell_cpu_limit(timeout):
         resource.setrlimit(resource.RLIMIT_CPU, (min(want, hard), hard))
     except Exception:
         pass
+
+
+def apply_landlock(extra_read=()):
+    """Linux Landlock: from here on this process may only *read* the Python installation and
+    system libraries, may write nowhere, may not open TCP connections, and may not signal
+    processes outside itself. Defence in depth for the local worker: if model code ever got
+    past the policy, it still could not read your files or the kernel's /proc/<pid>/environ.
+
+    Returns the Landlock ABI version applied, or 0 when the kernel does not offer it.
+    """
+    import ctypes
+    import struct
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return 0
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+    create, add_rule, restrict = 444, 445, 446  # same numbers on every architecture
+    abi = syscall(create, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    if abi < 1:
+        return 0
+    fs_all = (1 << 13) - 1
+    if abi >= 2:
+        fs_all |= 1 << 13  # REFER
+    if abi >= 3:
+        fs_all |= 1 << 14  # TRUNCATE
+    if abi >= 5:
+        fs_all |= 1 << 15  # IOCTL_DEV
+    read_dir = (1 << 0) | (1 << 2) | (1 << 3)  # EXECUTE, READ_FILE, READ_DIR
+    read_file = (1 << 0) | (1 << 2)
+    if abi >= 6:
+        attr = struct.pack("QQQ", fs_all, 3, 3)  # + deny TCP bind/connect, scope signals
+    elif abi >= 4:
+        attr = struct.pack("QQ", fs_all, 3)
+    else:
+        attr = struct.pack("Q", fs_all)
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    ruleset = syscall(create, buf, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
+    if ruleset < 0:
+        return 0
+    paths = set()
+    for p in list(sys.path) + [sys.prefix, sys.base_prefix, sys.exec_prefix,
+                               sys.base_exec_prefix, os.path.dirname(sys.executable)] + \
+            list(extra_read) + ["/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib",
+                                "/usr/share/zoneinfo", "/etc/ld.so.cache", "/etc/localtime",
+                                "/proc/cpuinfo", "/proc/meminfo", "/proc/self/",
+                                "/proc/%d" % os.getpid(), "/sys/devices/system/cpu",
+                                "/dev/null", "/dev/urandom"]:
+        if p:
+            paths.add(p)
+            paths.add(os.path.realpath(p))
+    try:
+        for p in sorted(paths):
+            try:
+                fd = os.open(p, getattr(os, "O_PATH", 0) | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                is_dir = os.path.isdir(p)
+                access = read_dir if is_dir else read_file
+                if p == "/dev/null":
+                    access = (1 << 1) | (1 << 2)  # WRITE_FILE, READ_FILE
+                rule = ctypes.create_string_buffer(struct.pack("=Qi", access & fs_all, fd), 12)
+                syscall(add_rule, ctypes.c_int(ruleset), ctypes.c_int(1), rule,
+                        ctypes.c_uint32(0))
+            finally:
+                os.close(fd)
+        if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+            return 0
+        if syscall(restrict, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
+            return 0
+    finally:
+        os.close(ruleset)
+    return int(abi)
 
 
 class MemoryImporter(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -141,6 +216,7 @@ class Worker:
         self.repl = None
         self.call_id = 0
         self.max_message = 32 * MB
+        self.landlock = 0
 
     def host_call(self, name, args, kwargs):
         """Ask the host to run ``name``; wait for its reply. Raises in the cell on failure."""
@@ -199,7 +275,8 @@ class Worker:
                                 restricted=restricted)
         del context
         self.chan.send({"op": "ready", "pid": os.getpid(),
-                        "python": sys.version.split()[0], "restricted": restricted})
+                        "python": sys.version.split()[0], "restricted": restricted,
+                        "landlock": self.landlock})
 
     def serve(self):
         first = self.chan.read()
@@ -244,9 +321,14 @@ def main(argv=None):
     ap.add_argument("--memory-mb", type=int, default=0)
     ap.add_argument("--cpu-s", type=int, default=0)
     ap.add_argument("--nofile", type=int, default=256)
+    ap.add_argument("--landlock", action="store_true",
+                    help="restrict file reads to the Python installation (Linux Landlock)")
+    ap.add_argument("--read-path", action="append", default=[],
+                    help="with --landlock: another directory the worker may read")
     args = ap.parse_args(argv)
 
     apply_rlimits(args.memory_mb, args.cpu_s, args.nofile)
+    landlock = apply_landlock(args.read_path) if args.landlock else 0
     for sig in ("SIGXFSZ", "SIGINT"):
         if hasattr(signal, sig):
             signal.signal(getattr(signal, sig), signal.SIG_IGN)
@@ -264,9 +346,10 @@ def main(argv=None):
         return 2
     sys.stdout = sys.stderr
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 2000))
-    return Worker(Channel(rfd, wfd)).serve()
+    worker = Worker(Channel(rfd, wfd))
+    worker.landlock = landlock
+    return worker.serve()
 
 
 if __name__ == "__main__":
-    t0 = time.monotonic()
     sys.exit(main())

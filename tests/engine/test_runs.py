@@ -226,10 +226,10 @@ def test_time_budget(server_factory, rlm_for):
     assert time.monotonic() - started < 10
 
 
-@pytest.mark.parametrize("fault", ["429", "500"])
+@pytest.mark.parametrize("fault", ["429", "500", "malformed", "disconnect"])
 def test_recovers_after_injected_faults(server_factory, rlm_for, fault):
-    srv = server_factory(root=[fence("print(llm_query('ping'))"), "FINAL(fine)"],
-                         sub=lambda prompt, req: "pong")
+    script = [fence("print(llm_query('ping'))"), "FINAL(fine)"]
+    srv = server_factory(root=lambda req: script[req.turn - 1], sub=lambda prompt, req: "pong")
     srv.inject(fault, times=2)
     result = rlm_for(srv).run("q", context="c")
     assert result.error is None, result.error

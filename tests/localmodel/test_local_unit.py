@@ -97,3 +97,16 @@ def test_cli_list_and_status_run(local_dir) -> None:
     out = subprocess.run([sys.executable, "-m", "rlm_jupyter.local", "serve", "nope-model"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "Unknown local model" in out.stderr
+
+
+def test_a_recycled_pid_is_not_mistaken_for_a_server(local_dir) -> None:
+    servers = local_dir / "servers"
+    servers.mkdir()
+    (servers / "recycled.json").write_text(json.dumps({
+        "alias": "recycled", "model_path": "/x.gguf", "port": 9, "pid": os.getpid(), "n_ctx": 1,
+        "n_threads": 1, "started_at": 0.0, "log_path": "/dev/null"}))
+    record = (servers / "recycled.json").read_text()
+    assert stop("recycled") == []  # and this test process is still alive to tell
+    (servers / "recycled.json").write_text(record)
+    assert find_server("recycled") is None
+    assert not (servers / "recycled.json").exists()

@@ -343,3 +343,33 @@ def test_worker_environment_is_minimal(backend: str, canaries: Canaries) -> None
         assert aspace.split()[3] != "unlimited"
         import os
         assert os.getsid(pid) == pid  # its own session: killable as a group
+
+
+def test_landlock_contains_a_policy_escape(canaries: Canaries, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Defence in depth: simulate code that got past the policy (a Python 3.9 worker runs
+    unrestricted with ``allow_unrestricted=True``) and check what the OS still refuses."""
+    import glob
+    import os
+
+    pythons = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python3")))
+    if not pythons:
+        pytest.skip("needs a Python 3.9 interpreter to run an unrestricted worker")
+    with open_sandbox("local", context="c", python=pythons[0], allow_unrestricted=True,
+                      timeout_s=10) as sb:
+        if not sb.worker_info.get("landlock"):  # type: ignore[attr-defined]
+            pytest.skip("Landlock is not available on this kernel")
+        escape = ("g = [c for c in ().__class__.__base__.__subclasses__() "
+                  "if c.__name__ == '_wrap_close'][0].__init__.__globals__\n")
+        r = sb.execute(escape + "print(sorted(g['environ']))")
+        assert r.error is None and "HOME" in r.stdout  # the escape itself works here
+        assert "RLM_CANARY_KEY" not in r.stdout and "OPENAI_API_KEY" not in r.stdout
+        for path in (canaries.file, f"/proc/{os.getpid()}/environ", os.path.expanduser("~")):
+            r = sb.execute(escape + f"fd = g['open']({path!r}, 0)\nprint(g['read'](fd, 100))")
+            assert "PermissionError" in (r.error or ""), (path, r)
+        target = str(tmp_path / "pwned.txt")
+        r = sb.execute(escape + f"g['open']({target!r}, g['O_WRONLY'] | g['O_CREAT'])")
+        assert "PermissionError" in (r.error or "") and not os.path.exists(target)
+        if sb.worker_info.get("landlock", 0) >= 4:  # type: ignore[attr-defined]
+            r = sb.execute(escape + "socket = g['__builtins__']['__import__']('socket')\n"
+                           "x = socket.socket(2, 1)\nx.connect(('127.0.0.1', 9))")
+            assert "PermissionError" in (r.error or ""), r  # refused before any packet
