@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,23 +92,17 @@ def _ping(settings: Settings) -> Check:
 
 
 def _docker_check() -> Check:
-    image = os.environ.get("RLM_DOCKER_IMAGE", "rlm-jupyter/python:bookworm")
-    if shutil.which("docker") is None:
-        return Check("docker", False, "docker CLI not found (only needed for sandbox='docker')",
-                     "install Docker, or use sandbox='local'")
+    """Only needed for sandbox='docker'; the sandbox's own checks give the same fixes."""
+    from rlm_jupyter.sandbox.docker import DEFAULT_IMAGE, SandboxError, check_daemon, check_image
+
+    image = os.environ.get("RLM_DOCKER_IMAGE", DEFAULT_IMAGE)
     try:
-        info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                              capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return Check("docker", False, f"daemon not answering: {exc}", "start the Docker daemon")
-    if info.returncode != 0:
-        return Check("docker", False, "daemon not running (only needed for sandbox='docker')",
-                     "start dockerd / Docker Desktop, or use sandbox='local'")
-    img = subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=10)
-    if img.returncode != 0:
-        return Check("docker image", False, f"{image} not built",
-                     "docker build -t rlm-jupyter/python:bookworm rlm_jupyter/docker")
-    return Check("docker", True, f"daemon {info.stdout.strip()}, image {image}")
+        version = check_daemon()
+        check_image(image)
+    except SandboxError as exc:
+        return Check("docker (sandbox='docker' only)", False, str(exc).split(";")[0][:200],
+                     str(exc)[:600])
+    return Check("docker", True, f"daemon {version}, image {image}")
 
 
 def _log_dir_check(path: Path) -> Check:

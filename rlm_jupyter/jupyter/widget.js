@@ -613,7 +613,7 @@ function render({ model, el }) {
     notes.textContent = "";
     if (!r) return;
     for (const w of r.warnings.slice(-3)) notes.appendChild(h("div", "rlm-warn", `⚠ ${w.type === "budget_exceeded" ? "exceeded" : "near"} ${w.limit} limit: ${Number((w.used || 0).toPrecision(4))} of ${w.allowed}`));
-    for (const e of r.errors.slice(-3)) notes.appendChild(h("div", "rlm-err-line", `${e.kind || "error"}: ${oneLine(e.message, 300)}`));
+    for (const e of r.errors.slice(-3)) if (e.message !== r.error) notes.appendChild(h("div", "rlm-err-line", `${e.kind || "error"}: ${oneLine(e.message, 300)}`));
     if (r.answer !== null && r.answer !== undefined) {
       answer.className = "rlm-answer rlm-final";
       const md = h("div", "rlm-md");

@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -222,6 +222,30 @@ def serve(name_or_path: str, port: int | None = None, *, n_ctx: int | None = Non
     ``keep_alive=False`` stops a server started here when this interpreter exits.
     """
     alias, path = resolve_model(name_or_path, progress=progress)
+    servers_dir().mkdir(parents=True, exist_ok=True)
+    with _start_lock(alias):  # two processes asking at once share one server
+        return _serve_locked(alias, path, port, n_ctx, n_threads, keep_alive, ready_timeout_s,
+                             progress)
+
+
+@contextlib.contextmanager
+def _start_lock(alias: str) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(servers_dir() / f"{alias}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _serve_locked(alias: str, path: Path, port: int | None, n_ctx: int | None,
+                  n_threads: int | None, keep_alive: bool, ready_timeout_s: float,
+                  progress: Progress | None) -> ServerInfo:
     existing = find_server(alias)
     if existing is not None:
         if (Path(existing.model_path) == path and port in (None, existing.port)
@@ -236,7 +260,6 @@ def serve(name_or_path: str, port: int | None = None, *, n_ctx: int | None = Non
         raise LocalModelError(f"Port {port} is already in use by another server. Choose another "
                               "port or leave it out to pick a free one.")
     threads = n_threads or default_threads()
-    servers_dir().mkdir(parents=True, exist_ok=True)
     log_path = servers_dir() / f"{alias}.log"
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", alias,

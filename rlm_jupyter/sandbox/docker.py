@@ -207,7 +207,34 @@ def reap_orphans(docker: str | None = None) -> list[str]:
             dead.append(row)
     if dead:
         _docker(docker, "rm", "-f", *[r["id"] for r in dead], timeout=60, check=False)
+    _remove_stale_context_dirs()
     return [r["name"] for r in dead]
+
+
+_TMP_PREFIX = "rlm-docker-"
+
+
+def _context_dir() -> str:
+    """A private (0700) folder for one sandbox's context file, named after this kernel so the
+    reaper can delete it once the kernel is gone (it holds the user's data)."""
+    pid = os.getpid()
+    return tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{pid}-{_process_start(pid) or 0}-")
+
+
+def _remove_stale_context_dirs() -> None:
+    root = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(_TMP_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        parts = name[len(_TMP_PREFIX):].split("-")
+        try:
+            pid, start = int(parts[0]), parts[1]
+        except (IndexError, ValueError):
+            continue
+        if not _pid_alive(pid, "" if start == "0" else start):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
 def _remove_containers(docker: str, names: list[str]) -> None:
@@ -315,7 +342,7 @@ class DockerSandbox(WorkerSandbox):
         except Exception as exc:
             raise SandboxError(f"the context ({type(context).__name__}) cannot be sent to the "
                                f"container: {exc}. Convert it to str, list or dict") from None
-        self._tmpdir = tempfile.mkdtemp(prefix="rlm-docker-")  # 0700: private on the host
+        self._tmpdir = _context_dir()
         self._context_file = os.path.join(self._tmpdir, "context")
         with open(self._context_file, "wb") as fh:
             fh.write(data)

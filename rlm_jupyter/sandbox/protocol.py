@@ -9,8 +9,13 @@ How to drive the worker (local pipes or ``docker run -i``)
 -----------------------------------------------------------
 Start it with a Python >= 3.9 interpreter, stdlib only::
 
-    python3 -I -B worker.py --stdio [--memory-mb N] [--cpu-s N] [--nofile N]
+    python3 -I -B worker.py --stdio [--memory-mb N] [--cpu-s N] [--nofile N] [--landlock]
     python3 -I -B worker.py --fds R,W [...]          # local backend: dedicated pipes
+
+``--landlock`` (Linux): the worker may then only read the Python installation and system
+libraries, write nowhere, and open no TCP connection (``--read-path DIR`` adds a readable
+directory). Harmless where the kernel or a seccomp profile lacks Landlock: it is skipped and
+``ready`` reports ``"landlock": 0``.
 
 ``--stdio``: messages travel on stdin/stdout; the worker first moves its real stdout aside
 (fd 1 is pointed at stderr), so stray C-level prints cannot corrupt the stream. ``--fds R,W``:
@@ -43,7 +48,8 @@ Session, in order:
    - ``allow_unrestricted``: only when RestrictedPython cannot be loaded (Python 3.9): run the
      code unrestricted and rely on the container alone. Off by default; SECURITY.md says why.
 
-   worker -> ``{"op": "ready", "pid": int, "python": "3.11.7", "restricted": bool}`` or
+   worker -> ``{"op": "ready", "pid": int, "python": "3.11.7", "restricted": bool,
+   "landlock": int}`` or
    ``{"op": "fatal", "error": str}`` (then it exits).
 
 2. host -> ``{"op": "exec", "id": n, "code": str, "timeout": seconds}``. While the cell runs

@@ -68,7 +68,8 @@ from rlm_jupyter.testing import ScriptedServer
 from rlm_jupyter.jupyter.magics import get_magics
 from rlm_jupyter.demo import make_document, QUESTION
 demo = ScriptedServer.demo(latency_s=0.4).start()
-slow = ScriptedServer(root=["```repl\\nparts = llm_query_batched(['part %d' % i for i in range(6)])\\nprint(parts)\\n```", "FINAL(never)"] * 3,
+BATCH = "```repl\\nparts = llm_query_batched(['part %d' % i for i in range(6)])\\nprint(parts)\\n```"
+slow = ScriptedServer(root=lambda req: BATCH if req.turn == 1 else "FINAL(never)",
                       sub=lambda prompt, req: (time.sleep(8), 'late')[1], strict=False).start()
 m = get_magics()
 m.model, m.api_base, m.api_key = demo.model, demo.base_url, 'demo'

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -111,9 +112,13 @@ def test_killed_kernels_containers_are_reaped() -> None:
     for proc in kernels:
         proc.send_signal(signal.SIGKILL)  # no close(), no atexit: only the reaper can help
         proc.wait(30)
+    dirs = [os.path.join(tempfile.gettempdir(), n) for n in os.listdir(tempfile.gettempdir())
+            if any(n.startswith(f"rlm-docker-{k.pid}-") for k in kernels)]
+    assert len(dirs) == 3  # their context files, which hold the user's data
     removed = dsb.reap_orphans()
     assert set(names) <= set(removed)
     assert containers_with_prefix(prefix) == []
+    assert not [d for d in dirs if os.path.exists(d)]
 
 
 def test_reaper_removes_only_orphans_of_this_host() -> None:

@@ -271,8 +271,9 @@ def test_read_only_root_nobody_and_no_capabilities(sb: dsb.DockerSandbox) -> Non
              "    except OSError as e:\n"
              "        print('refused', p, e.errno)\n"
              "print(os.getuid(), os.getgid())\n"
-             "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')][0])\n"
-             "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('NoNewPrivs')][0])")
+             "status = dict(l.split(':', 1) for l in open('/proc/self/status'))\n"
+             "print(status['CapEff'].strip())\n"
+             "print(status['NoNewPrivs'].strip())")
     out = docker_exec(sb.container_name, "python3", "-c", probe)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
