@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _ours import transports
 from _policies import QUESTION, VALUE, haystack
 from _util import Figure, Section, Skip, docker_available, fmt, median, table
 
@@ -42,7 +43,8 @@ def run(workdir: Path, *, lines: int, chunks: int, latencies: list[float], repea
         f"both make 3 root calls and {chunks} sub-calls with identical prompts, against the "
         f"same server in the same run. Wall time of one end-to-end run (sandbox/container start "
         f"included), median of {repeats} after one untimed warm-up run per system and backend "
-        f"(so lazy imports on either side are not counted). Ratio = rlms / "
+        f"(so lazy imports on either side are not counted). rlm-jupyter runs with each of its "
+        f"LLM transports (litellm, the default, and the direct HTTP path). Ratio = rlms / "
         f"rlm-jupyter; targets: >= 3x with docker, >= 1x (never slower) with local.")
     rlms_python = rlms_image = shim_dir = None
     rlms_note = None
@@ -74,8 +76,9 @@ def run(workdir: Path, *, lines: int, chunks: int, latencies: list[float], repea
         errors: dict[str, str] = {}
         with RemoteServer("needle", latency_s=latency, chunks=chunks) as srv:
             for backend in ours_backends:
-                walls[f"rlm-jupyter/{backend}"] = _ours(srv, backend, text, workdir, repeats,
-                                                       chunks, errors)
+                for transport in transports():
+                    walls[f"rlm-jupyter/{backend}/{transport}"] = _ours(
+                        srv, backend, transport, text, workdir, repeats, chunks, errors)
             if rlms_python is not None:
                 for env in ("local", "docker"):
                     if env == "docker" and rlms_image is None:
@@ -87,16 +90,19 @@ def run(workdir: Path, *, lines: int, chunks: int, latencies: list[float], repea
             rows.append([f"{latency * 1000:.0f} ms", name,
                          fmt(median(values), "s") if values else "failed",
                          ", ".join(fmt(v, "s") for v in values) or errors.get(name, "")[:300]])
-        for env, target in (("local", 1.0), ("docker", 3.0)):
-            ours = walls.get(f"rlm-jupyter/{env}") or []
+        for (env, target), transport in [(e, t) for e in (("local", 1.0), ("docker", 3.0))
+                                         for t in transports()]:
+            ours = walls.get(f"rlm-jupyter/{env}/{transport}") or []
             theirs = walls.get(f"rlms/{env}") or []
             if ours and theirs:
                 ratio = median(theirs) / median(ours)
                 section.figures.append(Figure(
-                    f"{env}, {latency * 1000:.0f} ms latency: rlms / rlm-jupyter", ratio,
+                    f"{env}, {latency * 1000:.0f} ms latency, transport={transport}: "
+                    f"rlms / rlm-jupyter", ratio,
                     unit="x", target=f">= {target:g}x", ok=ratio >= target,
-                    note=f"rlm-jupyter {fmt(median(ours), 's')}, rlms "
-                         f"{fmt(median(theirs), 's')}"))
+                    note=f"medians: rlm-jupyter {fmt(median(ours), 's')}, rlms "
+                         f"{fmt(median(theirs), 's')}; best runs: {fmt(min(ours), 's')} vs "
+                         f"{fmt(min(theirs), 's')} ({min(theirs) / min(ours):.2f}x)"))
         for name, message in errors.items():
             if name not in walls:
                 rows.append([f"{latency * 1000:.0f} ms", name, "failed", message[:300]])
@@ -105,8 +111,8 @@ def run(workdir: Path, *, lines: int, chunks: int, latencies: list[float], repea
     return section
 
 
-def _ours(srv: Any, backend: str, text: str, workdir: Path, repeats: int, chunks: int,
-          errors: dict[str, str]) -> list[float]:
+def _ours(srv: Any, backend: str, transport: str, text: str, workdir: Path, repeats: int,
+          chunks: int, errors: dict[str, str]) -> list[float]:
     from rlm_jupyter import RLM
 
     walls = []
@@ -114,14 +120,14 @@ def _ours(srv: Any, backend: str, text: str, workdir: Path, repeats: int, chunks
         before = len(srv.requests())
         rlm = RLM(model=srv.model, api_base=srv.base_url, api_key="bench-key", sandbox=backend,
                   cache=False, log_dir=str(workdir / "runs"), max_iterations=10,
-                  concurrency=16)
+                  concurrency=16, transport=transport)
         started = time.perf_counter()
         result = rlm.run(QUESTION, context=text)
         wall = time.perf_counter() - started
         made = srv.requests()[before:]
         subs = sum(1 for r in made if not r["root"])
         if result.answer != VALUE or subs != chunks:
-            errors[f"rlm-jupyter/{backend}"] = (f"answer {result.answer!r}, {subs} sub-calls, "
+            errors[f"rlm-jupyter/{backend}/{transport}"] = (f"answer {result.answer!r}, {subs} sub-calls, "
                                                 f"error {result.error}")
             return walls
         if attempt:

@@ -28,6 +28,17 @@ def _server(policy: str, latency_s: float = 0.0, **kw: Any) -> Any:
     return RemoteServer(policy, latency_s=latency_s, **kw)
 
 
+def transports() -> list[str]:
+    """The engine's LLM transports: litellm (the default) and, where the engine has it, the
+    direct HTTP path for OpenAI-compatible servers (``RLM(transport="http")``)."""
+    from dataclasses import fields
+
+    from rlm_jupyter.config import Settings
+
+    return ["litellm", "http"] if "transport" in {f.name for f in fields(Settings)} \
+        else ["litellm"]
+
+
 def _rlm(srv: Any, sandbox: str, workdir: Path, **kw: Any) -> Any:
     from rlm_jupyter import RLM
 
@@ -46,9 +57,11 @@ def _check(result: Any, what: str) -> None:
 def warm_up(workdir: Path) -> None:
     """One small run, so lazy imports inside litellm and the engine hit no figure."""
     with _server("batch", latency_s=0.0, n=4) as srv:
-        for stream in (True, False):
-            result = _rlm(srv, "local", workdir, stream=stream).run("Warm up.", context="x")
-            _check(result, "warm-up run")
+        for transport in transports():
+            for on_event in (None, lambda event: None):
+                result = _rlm(srv, "local", workdir, transport=transport).run(
+                    "Warm up.", context="x", on_event=on_event)
+                _check(result, "warm-up run")
 
 
 # -- 1. a batch of sub-calls ------------------------------------------------------------------
@@ -62,11 +75,11 @@ def batch(backends: list[str], workdir: Path, n: int = 64, latency_s: float = 0.
         f"the sandbox reports it (`CodeExecuted.duration_s`); the lower bound is "
         f"ceil({n}/{concurrency}) x {latency_s} s. Median of {repeats} runs.")
     bound = math.ceil(n / concurrency) * latency_s
-    for backend in backends:
+    for backend, transport in [(b, t) for b in backends for t in transports()]:
         cells, spans = [], []
         for _ in range(repeats):
             with _server("batch", latency_s=latency_s, n=n) as srv:
-                rlm = _rlm(srv, backend, workdir, concurrency=concurrency)
+                rlm = _rlm(srv, backend, workdir, concurrency=concurrency, transport=transport)
                 result = rlm.run("Batch benchmark: how many replies?", context="x")
                 _check(result, f"batch on {backend}")
                 if result.answer != str(n):
@@ -79,7 +92,8 @@ def batch(backends: list[str], workdir: Path, n: int = 64, latency_s: float = 0.
         value = median(cells)
         ratio = value / bound
         section.figures.append(Figure(
-            f"{n} sub-calls, {backend}", value, bound=bound, target="ratio <= 1.10",
+            f"{n} sub-calls, {backend}, transport={transport}", value, bound=bound,
+            target="ratio <= 1.10",
             ok=ratio <= 1.10,
             note=f"first start to last finish {fmt(median(spans), 's')}; "
                  f"runs {', '.join(fmt(c, 's') for c in cells)}"))
@@ -91,13 +105,18 @@ def batch(backends: list[str], workdir: Path, n: int = 64, latency_s: float = 0.
 TURN_TARGET_MS = {"local": 2.0, "docker": 5.0, "inprocess": 1.0}
 
 
-def _turn_run(backend: str, workdir: Path, turns: int, stream: bool,
+def _turn_run(backend: str, workdir: Path, turns: int, listener: bool, transport: str,
               profile: Path | None = None) -> dict[str, Any]:
-    """One run of ``turns`` trivial cells and a final answer; time split by stage."""
+    """One run of ``turns`` trivial cells and a final answer; time split by stage.
+
+    ``listener``: pass an ``on_event`` subscriber, as the widget does; the engine then streams
+    the root replies and emits a ``ModelChunk`` per delta.
+    """
     from _probe import Probe
 
     with _server("turns", latency_s=0.0, n=turns) as srv:
-        rlm = _rlm(srv, backend, workdir, max_iterations=turns + 2, stream=stream)
+        rlm = _rlm(srv, backend, workdir, max_iterations=turns + 2, transport=transport)
+        on_event = (lambda event: None) if listener else None
         profiler = None
         with Probe() as probe:
             if profile is not None:
@@ -105,36 +124,45 @@ def _turn_run(backend: str, workdir: Path, turns: int, stream: bool,
 
                 profiler = cProfile.Profile()
                 profiler.enable()
-            wall, result = timed(lambda: rlm.run("Turn benchmark: say done.", context="x"))
+            wall, result = timed(lambda: rlm.run("Turn benchmark: say done.", context="x",
+                                                 on_event=on_event))
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(str(profile))
         _check(result, f"turns on {backend}")
         requests = srv.requests()
-    server_s = sum(r["elapsed_s"] for r in requests)
     ran = [e for e in result.events if e.type == "code_executed"]
     if len(ran) != turns:
         raise RuntimeError(f"turns on {backend}: {len(ran)} cells ran, expected {turns}")
     started = [e.ts for e in result.events if e.type == "turn_started"]
-    finished = [e.ts for e in result.events if e.type == "run_finished"][-1]
-    # Loop time: from the first turn to the end, so sandbox start-up is not spread over turns.
-    loop_s = finished - started[0]
-    n_turns = len(started)
-    stages = dict(probe.totals)
+    finished = [e.ts for e in result.events
+                if e.type == "model_response" and e.depth == 0][-1]
+    # From the second turn to the last reply: the first turn also waits for the sandbox to
+    # start (the engine starts it behind the first model call), and after the last reply the
+    # sandbox is closed (a container removal for docker); neither is a per-turn cost.
+    loop_s = finished - started[1]
+    n_turns = len(started) - 1
+    server_s = sum(r["elapsed_s"] for r in requests[1:])
+    totals, inner_exec_s = probe.since_second_turn()
+    stages = dict(totals)
     llm = stages.pop("llm_client", 0.0)
     stages["llm_client (minus server)"] = max(0.0, llm - server_s)
     round_trip = stages.pop("sandbox_round_trip", 0.0)
-    stages["sandbox round trip (minus code)"] = max(0.0, round_trip - probe.inner_exec_s)
-    stages["code itself (in the sandbox)"] = probe.inner_exec_s
+    stages["sandbox round trip (minus code)"] = max(0.0, round_trip - inner_exec_s)
+    stages["code itself (in the sandbox)"] = inner_exec_s
     accounted = server_s + sum(stages.values())
     stages["other engine work"] = max(0.0, loop_s - accounted)
     # Does a turn get dearer as the message history grows? First five turns vs last five.
-    gaps = [b - a for a, b in zip(started, started[1:])]
+    gaps = [b - a for a, b in zip(started[1:], started[2:])]
     early = median(gaps[:5]) if gaps else 0.0
     late = median(gaps[-5:]) if gaps else 0.0
+    # The last turn ends at its reply, so it has no gap; the typical turn is the median gap
+    # minus the median server time (robust to a stray slow turn on a shared machine).
+    typical = median(gaps) - median([r["elapsed_s"] for r in requests[1:]]) if gaps else 0.0
     return {"wall_s": wall, "loop_s": loop_s, "turns": n_turns, "server_s": server_s,
             "early_turn_s": early, "late_turn_s": late,
-            "overhead_per_turn_s": (loop_s - server_s) / n_turns,
+            "mean_overhead_per_turn_s": (loop_s - server_s) / n_turns,
+            "overhead_per_turn_s": typical,
             "stages_per_turn_s": {k: v / n_turns for k, v in stages.items()}}
 
 
@@ -143,23 +171,34 @@ def turns(backends: list[str], workdir: Path, n_turns: int = 40, repeats: int = 
     section = Section(
         "2. Per-turn host overhead",
         f"A zero-latency scripted model and {n_turns} turns of a trivial cell (`x = N`), then "
-        f"`FINAL`. Overhead per turn = (time from the first turn to the end of the run - time "
-        f"the model server spent on the requests) / turns; median of {repeats} runs. The "
-        f"stages are exclusive times measured by wrapping the engine's functions in place.")
+        f"`FINAL`. Overhead per turn = the median time from one turn's start to the next minus "
+        f"the median time the model server spent on a request (the note also gives the mean: "
+        f"time from the second turn to the last reply minus the server's time, over those "
+        f"turns); median of {repeats} runs. The first turn is left out (it also waits for the "
+        f"sandbox, which the engine starts behind the first model call), and so is closing the "
+        f"sandbox after the answer. The stage breakdown below is per turn, from the mean. "
+        f"`transport=litellm` is the default; `transport=http` is the engine's direct HTTP "
+        f"path for OpenAI-compatible servers. \"With a listener\" passes `on_event` (as the "
+        f"widget does), which makes the engine stream the root replies. The stages are "
+        f"exclusive times measured by wrapping the engine's functions in place.")
     details: dict[str, Any] = {}
     stage_rows = []
+    modes = [(t, listener) for t in transports() for listener in (False, True)]
     for backend in backends:
-        for stream in (True, False):
-            runs = [_turn_run(backend, workdir, n_turns, stream) for _ in range(repeats)]
+        for transport, listener in modes:
+            runs = [_turn_run(backend, workdir, n_turns, listener, transport)
+                    for _ in range(repeats)]
             runs.sort(key=lambda r: r["overhead_per_turn_s"])
             mid = runs[len(runs) // 2]
             per_turn = mid["overhead_per_turn_s"]
             target = TURN_TARGET_MS[backend]
-            label = "streamed (default)" if stream else "stream=False"
+            label = (f"transport={transport}"
+                     + (", with a listener (streamed)" if listener else ", no listener"))
             section.figures.append(Figure(
                 f"{backend}, {label}", per_turn, target=f"<= {target:g} ms",
                 ok=per_turn * 1000 <= target,
                 note=f"runs: {', '.join(fmt(r['overhead_per_turn_s'], 's') for r in runs)}; "
+                     f"mean turn {fmt(mid['mean_overhead_per_turn_s'], 's')}; "
                      f"a turn early in the run {fmt(mid['early_turn_s'], 's')}, late "
                      f"{fmt(mid['late_turn_s'], 's')} (the history grows)"))
             details[f"{backend}/{label}"] = mid
@@ -167,7 +206,9 @@ def turns(backends: list[str], workdir: Path, n_turns: int = 40, repeats: int = 
                 stage_rows.append([backend, label, stage, f"{secs * 1000:.3f} ms"])
         if profile_dir is not None:
             profile_dir.mkdir(parents=True, exist_ok=True)
-            _turn_run(backend, workdir, n_turns, True, profile=profile_dir / f"{backend}.prof")
+            for transport in transports():
+                _turn_run(backend, workdir, n_turns, False, transport,
+                          profile=profile_dir / f"{backend}-{transport}.prof")
     section.tables.append("Where a turn's host time goes (median run, per turn):\n\n"
                           + table(["backend", "mode", "stage", "per turn"], stage_rows))
     return section, details
@@ -347,9 +388,10 @@ def contexts(backends: list[str], sizes_mb: list[float], workdir: Path,
     in this one (the smoke run does that to stay short; its memory figures then mean little)."""
     section = Section(
         "3. Large contexts",
-        "A fresh interpreter per size and backend (so peak memory is that run's own). Time to "
-        "the first root call: from `RLM.run` until the scripted server receives the first "
-        "request (sandbox start, context transfer, prompt building). Host peak is the "
+        "A fresh interpreter per size and backend (so peak memory is that run's own), after one "
+        "tiny warm-up run. Time to the first root call: from `RLM.run` until the scripted "
+        "server receives the first request (the engine starts the sandbox and sends the "
+        "context behind that call; the whole run includes them). Host peak is the "
         "process's peak RSS (the context string itself included); the worker's peak is the "
         "largest child RSS (local) or the container's cgroup peak (docker); inprocess shares "
         "the host. Max prompt: the largest request the root model received, in characters "
@@ -404,7 +446,7 @@ def sandbox_micro(backends: list[str], sizes_mb: list[float], cells: int = 50,
         "one `llm_query` call to a host function that returns at once. Context "
         "transfer: open with a context of that size until `len(context)` returns, minus the "
         "empty start (best of the runs for both, since start-up times swing with the "
-        "machine's load).")
+        "machine's load); below ~5 ms it is lost in that noise.")
     rows = []
     for backend in backends:
         start_s = []
@@ -450,7 +492,7 @@ def sandbox_micro(backends: list[str], sizes_mb: list[float], cells: int = 50,
 
             t = min(timed(with_context)[0] for _ in range(starts))
             transfer = max(0.0, t - start)
-            speed = f"{mb / transfer:.0f} MB/s" if transfer > 0.005 else "no copy"
+            speed = f"{mb / transfer:.0f} MB/s" if transfer > 0.005 else "below the noise"
             rows.append([backend, f"context transfer {mb:g} MB", fmt(transfer, "s"),
                          f"open + first cell {fmt(t, 's')}; {speed}"])
     section.tables.append(table(["backend", "what", "median", "detail"], rows))

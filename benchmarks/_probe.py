@@ -33,6 +33,9 @@ class Probe:
         self._local = threading.local()
         self._undo: list[Callable[[], None]] = []
         self._thread = thread
+        #: totals when the second turn started (the first one waits for the sandbox to start)
+        self.at_second_turn: dict[str, float] | None = None
+        self.inner_at_second_turn = 0.0
 
     # -- wrapping -------------------------------------------------------------------------
     def _wrap(self, fn: Callable[..., Any], stage: str) -> Callable[..., Any]:
@@ -40,6 +43,8 @@ class Probe:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if stage == "events_and_log" and len(args) > 1:
+                probe._watch(args[1])
             stack = getattr(probe._local, "stack", None)
             if stack is None:
                 stack = probe._local.stack = []
@@ -57,6 +62,18 @@ class Probe:
                     stack[-1][0] += spent
 
         return wrapper
+
+    def _watch(self, event: Any) -> None:
+        if (self.at_second_turn is None and getattr(event, "type", "") == "turn_started"
+                and getattr(event, "turn", 0) == 2 and getattr(event, "depth", 0) == 0):
+            self.at_second_turn = dict(self.totals)
+            self.inner_at_second_turn = self.inner_exec_s
+
+    def since_second_turn(self) -> tuple[dict[str, float], float]:
+        """Stage totals and in-sandbox time from the second turn on."""
+        base = self.at_second_turn or {}
+        totals = {k: v - base.get(k, 0.0) for k, v in self.totals.items()}
+        return totals, self.inner_exec_s - self.inner_at_second_turn
 
     def _patch(self, owner: Any, name: str, stage: str) -> None:
         original = getattr(owner, name)

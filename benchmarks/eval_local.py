@@ -44,6 +44,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                         "long plain-call prompt per size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", default="plain,rlm")
+    p.add_argument("--plain-from", default=None,
+                   help="reuse the plain-call outcomes of an earlier raw file (artifacts/eval/"
+                        "*.jsonl) instead of re-running them: they do not depend on the RLM "
+                        "prompts and cost one long prompt per size")
     p.add_argument("--max-iterations", type=int, default=6)
     p.add_argument("--rlm-timeout", type=float, default=480.0, help="seconds per RLM run")
     p.add_argument("--sandbox", default="local")
@@ -72,6 +76,21 @@ def build_tasks(sizes: list[int], families: list[str], seed: int, questions: set
         if "pairs" in families:
             tasks.append(make_pairs(size, seed))
     return tasks
+
+
+def load_outcomes(path: Path, task_ids: set[str], method: str) -> list:
+    """Outcomes of ``method`` for ``task_ids`` from a raw file written by an earlier run."""
+    import json
+
+    from rlm_jupyter.evalkit import Outcome
+
+    fields = set(Outcome.__dataclass_fields__)
+    out = []
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("method") == method and row.get("task_id") in task_ids:
+            out.append(Outcome(**{k: v for k, v in row.items() if k in fields}))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,9 +128,19 @@ def main(argv: list[str] | None = None) -> int:
               f"score={o.score:.2f} tokens={o.tokens:6d} wall={o.wall_s:5.0f}s  "
               f"gold={o.answer!s:.30} pred={pred!r}", flush=True)
 
-    outcomes = run_suite(tasks, rlm=rlm if "rlm" in methods else None, model=model,
-                         api_base=api_base, api_key=api_key, window=window, methods=methods,
-                         on_outcome=report)
+    reused = []
+    if args.plain_from:
+        reused = load_outcomes(Path(args.plain_from), {t.task_id for t in tasks}, "plain")
+    by_id = {o.task_id: o for o in reused}
+    for t in tasks:
+        if t.task_id in by_id:
+            t.meta["context_tokens"] = by_id[t.task_id].context_tokens
+    have_plain = [t for t in tasks if t.task_id in by_id]
+    need_plain = [t for t in tasks if t.task_id not in by_id]
+    runner = dict(rlm=rlm if "rlm" in methods else None, model=model, api_base=api_base,
+                  api_key=api_key, window=window, on_outcome=report)
+    outcomes = reused + run_suite(need_plain, methods=methods, **runner)
+    outcomes += run_suite(have_plain, methods=tuple(m for m in methods if m != "plain"), **runner)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     raw = ROOT / "artifacts" / "eval" / f"eval-{stamp}.jsonl"
     save_jsonl(outcomes, raw)
@@ -125,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Model: {server_note}. Window used for the plain call: {window:,} tokens (the context is "
         "cut from the end to fit, then the question). RLM: the same model as root and sub-model, "
         f"`max_iterations={args.max_iterations}`, `timeout_s={args.rlm_timeout:.0f}`, "
-        f"sandbox `{args.sandbox}`, temperature 0. Scores: S-NIAH needle found (1/0); OOLONG "
+        f"sandbox `{args.sandbox}`, temperature 0. "
+        + (f"Plain-call rows reused from `{args.plain_from}` (same model, server and tasks; "
+           "temperature 0). " if args.plain_from else "")
+        + "Scores: S-NIAH needle found (1/0); OOLONG "
         "counts 0.75^|error|, labels exact; pairs F1. Token counts are the model's own "
         "tokenizer (context) and the server's usage reports (calls). Local models cost $0. "
         + ("" if args.separate_contexts else "All tasks of one size share one context: the "

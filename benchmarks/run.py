@@ -145,16 +145,18 @@ def main(argv: list[str] | None = None) -> int:
         s, _ = _ours.turns(backends, workdir, n_turns=p.turns, repeats=p.repeats,
                            profile_dir=profile_dir)
         out = [s]
-        prof = profile_dir / "local.prof"
-        if prof.exists():
-            hot = Section("2b. Hotspots (local backend)",
-                          f"cProfile of one {p.turns}-turn run on the local backend (streamed, "
-                          f"zero-latency model, the scripted server in the same process, so "
-                          f"its own work shows up too). Top functions by own time, then own "
-                          f"time by package, then our own functions by cumulative time.")
-            hot.tables.append(_ours.hotspots(prof))
-            hot.tables.append(table(["rlm_jupyter function", "calls", "own ms",
-                                     "cumulative ms"], _ours.engine_hotspots(prof)))
+        hot = Section("2b. Hotspots (local backend)",
+                      f"cProfile of one {p.turns}-turn run on the local backend per transport "
+                      f"(no listener, zero-latency model; the scripted server runs in its own "
+                      f"process). Top functions by own time, own time by package, then our "
+                      f"own functions by cumulative time.")
+        for transport in _ours.transports():
+            prof = profile_dir / f"local-{transport}.prof"
+            if prof.exists():
+                hot.tables.append(f"### transport={transport}\n\n" + _ours.hotspots(prof))
+                hot.tables.append(table(["rlm_jupyter function", "calls", "own ms",
+                                         "cumulative ms"], _ours.engine_hotspots(prof)))
+        if hot.tables:
             out.append(hot)
         return out
 
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     step("5", OWN_HEADINGS[6], lambda: _ours.import_times(repeats=p.import_repeats))
     step("6", OWN_HEADINGS[7], lambda: _needle.run(
         workdir, lines=p.needle_lines, chunks=p.needle_chunks, latencies=p.needle_latencies,
-        repeats=p.repeats, with_rlms=with_rlms, ours_backends=backends,
+        repeats=p.needle_repeats, with_rlms=with_rlms, ours_backends=backends,
         docker_reason=docker_reason, log=log))
 
     total = time.perf_counter() - started
@@ -210,6 +212,7 @@ class _Plan:
         self.needle_lines = 2_000 if quick else 50_000
         self.needle_chunks = 8 if quick else 32
         self.needle_latencies = [0.0] if quick else [0.0, 0.2]
+        self.needle_repeats = 1 if quick else 5
 
 
 def _header(details: list[tuple[str, str]], quick: bool, sections: list[Section]) -> str:
@@ -234,8 +237,10 @@ def _header(details: list[tuple[str, str]], quick: bool, sections: list[Section]
 
 def _notes(quick: bool, backends: list[str], docker_reason: str | None, total: float,
            sections: list[Section], failures: list[str], kept: Path | None) -> str:
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [f"- mode: {'quick (smoke)' if quick else 'full'}; backends measured: "
-             f"{', '.join(backends)}; total time {total:.0f} s."]
+             f"{', '.join(backends)}; total time {total:.0f} s; load average at the end "
+             f"{load} (the machine is shared: absolute times swing with it)."]
     if docker_reason:
         lines.append(f"- docker not measured: {docker_reason}")
     for s in sections:

@@ -76,7 +76,7 @@ class ProgressPrinter:
             return line
         if kind == "subcall_started":
             self._sub_started += 1
-            return self._sub_report(ind, force=False)
+            return None
         if kind == "subcall_finished":
             self._sub_done += 1
             if d.get("error"):

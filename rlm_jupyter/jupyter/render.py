@@ -10,6 +10,7 @@ replayed from JSONL), need neither IPython nor a kernel, and the HTML is self-co
 from __future__ import annotations
 
 import html
+import re
 from typing import Any, Iterable
 
 from rlm_jupyter.jupyter._tree import RunNodeView, RunTree, SubCallNode, TurnNode
@@ -174,6 +175,15 @@ _CSS = """
 """
 
 
+_FENCE = re.compile(r"```repl[^\n]*\n.*?```", re.DOTALL)
+
+
+def collapse_fences(text: str) -> str:
+    """Model text with its ```repl blocks replaced by markers (the code is shown below it)."""
+    counter = iter(range(1, 10_000))
+    return _FENCE.sub(lambda m: f"⟨code #{next(counter)} below⟩", text or "").strip()
+
+
 def _e(text: Any) -> str:
     return html.escape(str(text if text is not None else ""))
 
@@ -249,9 +259,9 @@ def _html_run(run: RunNodeView, parts: list[str], open_turns: bool) -> None:
         parts.append(f"<details{flag}><summary>Turn {turn.turn} <span class='dim'>{toks} tokens · "
                      f"{fmt_secs(turn.latency_s)}{cached} · {len(turn.codes)} code · "
                      f"{len(turn.subcalls)} sub-calls</span></summary>")
-        if turn.text:
-            parts.append(f"<details><summary class='dim'>model text</summary><pre>"
-                         f"{_e(clip(turn.text, MAX_BLOCK_CHARS))}</pre></details>")
+        text = collapse_fences(turn.text)
+        if text:
+            parts.append(f"<div class='dim'>model:</div><pre>{_e(clip(text, MAX_BLOCK_CHARS))}</pre>")
         for code in turn.codes:
             parts.append(highlight_python(clip(code.code, MAX_BLOCK_CHARS)))
             if code.stdout:

@@ -186,6 +186,13 @@ function renderMarkdown(src) {
   return out.join("");
 }
 
+// Once a reply is complete its ```repl blocks are shown as code cells below, so the model text
+// shows a short marker instead of the same code twice.
+function collapseFences(text) {
+  let n = 0;
+  return String(text ?? "").replace(/```repl[^\n]*\n[\s\S]*?```/g, () => `⟨code #${++n} below⟩`).trim();
+}
+
 // ----------------------------------------------------------------------------------------- fold
 class Tree {
   constructor() {
@@ -492,6 +499,11 @@ function render({ model, el }) {
       else if (run.error) r.ans.textContent = "↳ " + (run.errorType || "error") + ": " + oneLine(run.error, 300);
     }
     while (r.turnsRendered < run.turns.length) {
+      // A new turn folds the previous ones the user has not touched, keeping the view short.
+      for (const prev of run.turns.slice(0, r.turnsRendered)) {
+        const pe = turnEls.get(prev);
+        if (pe && !pe.touched) pe.wrap.open = false;
+      }
       const t = run.turns[r.turnsRendered++];
       r.turnsEl.appendChild(turnEl(t).wrap);
       updateTurn(t);
@@ -515,6 +527,7 @@ function render({ model, el }) {
     wrap.append(summary, text, codes, subs, kids);
     te = { wrap, summary, text, codes, subs, subsSummary, subsBody, kids, codesRendered: 0, subsRendered: 0, kidsRendered: 0, subLimit: SUB_PAGE, rows: new Map(), more: null };
     subs.addEventListener("toggle", () => { if (subs.open) renderSubRows(t, te); });
+    summary.addEventListener("click", () => { te.touched = true; });
     turnEls.set(t, te);
     return te;
   }
@@ -528,9 +541,10 @@ function render({ model, el }) {
     if (t.codes.length) bits.push(t.codes.length + " code");
     if (t.subs.length) bits.push(t.subs.length + " sub-calls");
     te.summary.innerHTML = `<b>Turn ${t.n}</b> <span class="rlm-dim">${esc(bits.join(" · "))}</span>`;
-    if (te.text.textContent.length !== t.text.length || te.textSrc !== t.text) {
-      te.text.textContent = t.text;
-      te.textSrc = t.text;
+    const shown = t.streaming ? t.text : collapseFences(t.text);
+    if (te.textSrc !== shown) {
+      te.text.textContent = shown;
+      te.textSrc = shown;
       if (t.streaming) te.text.scrollTop = te.text.scrollHeight;
     }
     te.text.style.display = t.text ? "" : "none";

@@ -53,7 +53,7 @@ class RunWidget(anywidget.AnyWidget):
         self._timer: threading.Timer | None = None
         self._tree = RunTree()
         self.messages_sent = 0
-        self.on_msg(self._handle_msg)
+        self.on_msg(self._on_frontend_msg)
         initial = [event_dict(e) for e in events]
         for d in initial:
             self._tree.feed(d)
@@ -138,7 +138,7 @@ class RunWidget(anywidget.AnyWidget):
         self.live = False
 
     # -- frontend messages -------------------------------------------------------------------
-    def _handle_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+    def _on_frontend_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if not isinstance(content, dict):
             return
         kind = content.get("kind")

@@ -171,7 +171,7 @@ class InProcessSandbox:
             return
         self._closed = True
         self._repl.deadline.abort("the sandbox was closed")
-        self._repl.ns.clear()
+        self._repl.close()
 
     def __enter__(self) -> "InProcessSandbox":
         return self

@@ -75,7 +75,7 @@ class WorkerSandbox:
                  grace_s: float = 3.0, start_timeout_s: float = 60.0,
                  limits: dict[str, int] | None = None, strict: bool = False,
                  allow_unrestricted: bool = False, cpu_s: int | None = None,
-                 **options: Any) -> None:
+                 compile_allowance_s: float = 30.0, **options: Any) -> None:
         if options:
             raise TypeError(f"unknown sandbox option(s): {', '.join(sorted(options))}")
         self._context = context
@@ -86,6 +86,8 @@ class WorkerSandbox:
                 raise ValueError(f"host function name {name!r} must be a public identifier")
         self.timeout_s = float(timeout_s)
         self.grace_s = float(grace_s)
+        #: Extra time a cell may spend compiling before it starts running (huge cells).
+        self.compile_allowance_s = float(compile_allowance_s)
         self.start_timeout_s = float(start_timeout_s)
         self._limits = dict(limits or {})
         self._strict = strict
@@ -263,12 +265,17 @@ class WorkerSandbox:
             t0 = time.monotonic()
             self._next_id += 1
             mid = self._next_id
-            hard = t0 + timeout + self.grace_s
+            # Until the worker says the cell compiled ("running"), allow extra time for
+            # compiling a big cell; then the hard deadline is timeout + grace.
+            hard = t0 + timeout + self.grace_s + self.compile_allowance_s
             try:
                 self._send({"op": "exec", "id": mid, "code": str(code), "timeout": timeout})
                 while True:
                     msg = self._recv(hard)
                     op = msg.get("op")
+                    if op == "running" and msg.get("id") == mid:
+                        hard = time.monotonic() + timeout + self.grace_s
+                        continue
                     if op == "call":
                         c0 = time.monotonic()
                         reply = self._host_reply(msg)

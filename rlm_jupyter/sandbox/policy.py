@@ -59,6 +59,7 @@ DEFAULT_LIMITS: Dict[str, int] = {
     "max_value": 100_000,
     "max_seq": 100_000_000,  # chars/bytes/items a single * or constructor may create
     "max_int_bits": 10_000_000,  # bits of an int result of ** << *
+    "max_code": 500_000,  # chars of one cell's source
 }
 
 #: Values sandboxed code must never hold: they lead to globals, builtins or the interpreter.
@@ -73,6 +74,15 @@ EXTRA_DUNDERS = frozenset([
     "__truediv__", "__floordiv__", "__mod__", "__neg__", "__radd__", "__rmul__", "__enter__",
     "__exit__", "__post_init__",
 ])
+
+
+#: Private-looking attributes that only ever hold text: ``type(x).__name__`` is common in model
+#: code. Read-only, and the guard checks the value is a str (or None).
+SAFE_DUNDER_ATTRS = frozenset(["__name__", "__qualname__", "__doc__"])
+
+#: namedtuple's public API is spelled with a leading underscore (``row._asdict()``, common with
+#: ``df.itertuples()``). Allowed on namedtuple classes and instances only.
+NAMEDTUPLE_ATTRS = frozenset(["_asdict", "_replace", "_fields", "_make", "_field_defaults"])
 
 
 class SandboxTimeout(BaseException):
@@ -432,7 +442,10 @@ if HAVE_RESTRICTED:
 
         def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
             node = super().visit_FunctionDef(node)
-            node.body.insert(0, _tick_stmt(node))
+            first = node.body[0] if node.body else None
+            has_doc = (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                       and isinstance(first.value.value, str))
+            node.body.insert(1 if has_doc else 0, _tick_stmt(node))
             return node
 
         def visit_ExceptHandler(self, node: ast.ExceptHandler) -> Any:
@@ -457,6 +470,22 @@ if HAVE_RESTRICTED:
             if guard is None:
                 return node
             return _call(guard, [node.left, node.right], node)
+
+        def visit_AnnAssign(self, node: ast.AnnAssign) -> Any:
+            """``x: int = 5`` (RestrictedPython refuses it; dataclasses need it). The target
+            and the annotation are checked and rewritten like any other expression."""
+            if isinstance(node.target, ast.Attribute) and node.value is not None:
+                assign = ast.Assign(targets=[node.target], value=node.value)
+                ast.copy_location(assign, node)
+                return self.visit_Assign(assign)
+            return self.node_contents_visit(node)
+
+        def visit_Attribute(self, node: ast.Attribute) -> Any:
+            if (node.attr in SAFE_DUNDER_ATTRS or node.attr in NAMEDTUPLE_ATTRS) and \
+                    isinstance(node.ctx, ast.Load):
+                value = self.visit(node.value)
+                return _call("_getattr_", [value, ast.Constant(node.attr)], node)
+            return super().visit_Attribute(node)
 
         def visit_FormattedValue(self, node: ast.FormattedValue) -> Any:
             node = super().visit_FormattedValue(node)
@@ -566,7 +595,14 @@ class Repl:
         self._facade_lock = threading.Lock()
         self._protected_ids = set()
         self.builtins = self._make_builtins()
-        self.ns: Dict[str, Any] = {"__builtins__": self.builtins, "__name__": "__sandbox__"}
+        # The namespace is a registered module's dict, so classes defined in cells have a
+        # __module__ that resolves (dataclasses and typing look it up in sys.modules). Nothing
+        # in the sandbox can reach sys.modules; only host code sees this entry.
+        self.module_name = f"rlm_sandbox_{id(self):x}"
+        module = types.ModuleType(self.module_name)
+        sys.modules[self.module_name] = module
+        self.ns: Dict[str, Any] = module.__dict__
+        self.ns["__builtins__"] = self.builtins
         if has_context:
             self.ns["context"] = context
             if strict:
@@ -587,6 +623,15 @@ class Repl:
     def _slow_getattr(self, obj: Any, name: Any, *default: Any) -> Any:
         if type(name) is not str:
             raise TypeError("attribute name must be a plain str")
+        if name in NAMEDTUPLE_ATTRS:
+            cls = obj if isinstance(obj, type) else type(obj)
+            if issubclass(cls, tuple) and isinstance(getattr(cls, "_fields", None), tuple):
+                return getattr(obj, name, *default)
+        if name in SAFE_DUNDER_ATTRS:
+            value = getattr(obj, name, *default) if default else getattr(obj, name, None)
+            if value is None or type(value) is str:
+                return value
+            raise AttributeError(f"{name!r} is not available on this object in the sandbox")
         if name.startswith("_"):
             raise AttributeError(f"{name!r}: names starting with '_' are private and not "
                                  f"available in the sandbox")
@@ -621,8 +666,10 @@ class Repl:
             if name not in PANDAS_ALLOWED or (self.strict and name in PANDAS_STRICT_DENIED):
                 if default:
                     return default[0]
-                raise AttributeError(f"{name!r} of a pandas object is not available in the "
-                                     f"sandbox")
+                hint = (" in the in-process sandbox (use .tolist()/.to_dict(), or "
+                        "sandbox='local')" if self.strict and name in PANDAS_STRICT_DENIED
+                        else " in the sandbox")
+                raise AttributeError(f"{name!r} of a pandas object is not available{hint}")
             value = getattr(obj, name, *default)
             if name in PANDAS_PATH_METHODS and callable(value):
                 return _no_path(value, name)
@@ -639,6 +686,9 @@ class Repl:
         if isinstance(value, FORBIDDEN_VALUE_TYPES):
             raise AttributeError(f"{name!r} leads to a {type(value).__name__} object, which the "
                                  f"sandbox does not hand out")
+        if isinstance(value, type) and issubclass(value, type):
+            raise AttributeError(f"{name!r} leads to a metaclass, which the sandbox does not "
+                                 f"hand out")
         if isinstance(value, type) and issubclass(value, BaseException) and \
                 not issubclass(value, Exception):
             raise AttributeError(f"{name!r} leads to {value.__name__}, which the sandbox does "
@@ -860,6 +910,7 @@ class Repl:
 
         b["bytes"] = _sized(bytes)
         b["bytearray"] = _sized(bytearray)
+        b["type"] = _type_of
         b["getattr"] = self._guarded_getattr
         b["hasattr"] = self._guarded_hasattr
         b["pow"] = self._pow
@@ -960,7 +1011,10 @@ class Repl:
                 return compile(code, filename, "exec")
             except SyntaxError as exc:
                 raise CompileFailed(f"SyntaxError: {exc}") from None
-        result = compile_restricted_exec(code, filename=filename, policy=RLMPolicy)
+        try:
+            result = compile_restricted_exec(code, filename=filename, policy=RLMPolicy)
+        except (ValueError, UnicodeError, RecursionError, MemoryError) as exc:
+            raise CompileFailed(f"SyntaxError: {type(exc).__name__}: {exc}") from None
         if result.errors:
             msgs = []
             for e in result.errors:
@@ -972,8 +1026,12 @@ class Repl:
             raise CompileFailed(f"{kind}: " + "; ".join(msgs) + hint)
         return result.code
 
-    def execute(self, code: str, timeout: Optional[float] = None) -> Dict[str, Any]:
-        """Run one cell; never raises for errors in ``code``. Returns the ``result`` fields."""
+    def execute(self, code: str, timeout: Optional[float] = None,
+                on_start: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
+        """Run one cell; never raises for errors in ``code``. Returns the ``result`` fields.
+
+        ``on_start`` is called once the cell compiled, just before it runs (the worker tells
+        the host, which starts its hard deadline then)."""
         self.cell_no += 1
         filename = f"<cell-{self.cell_no}>"
         self.collector = PrintCollector(self.limits["max_output"])
@@ -985,9 +1043,17 @@ class Repl:
         t0 = time.monotonic()
         try:
             linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-            self.deadline.start(timeout)
             try:
+                # Compiling is trusted code with a bounded input, so it runs before the
+                # deadline starts: a big cell must not look like a runaway one.
+                if len(code) > self.limits["max_code"]:
+                    raise CompileFailed(f"SyntaxError: the cell is {len(code)} characters; the "
+                                        f"limit is {self.limits['max_code']}. Split it up, or "
+                                        f"keep data in variables instead of code")
                 compiled = self.compile(code, filename)
+                if on_start is not None:
+                    on_start()
+                self.deadline.start(timeout)
                 exec(compiled, self.ns)
                 if self.deadline.expired:  # the timeout fired where it was swallowed (finalizer)
                     raise SandboxTimeout()
@@ -1005,7 +1071,7 @@ class Repl:
                 error = self._format_error(exc)
         except SandboxTimeout:
             timed_out = True
-            error = (f"TimeoutError: the cell ran past its {timeout:g} s limit and was stopped. "
+            error = (f"TimeoutError: the cell ran past its {(timeout or 0):g} s limit and was stopped. "
                      f"Variables assigned before that point are kept; make the code faster or "
                      f"work on smaller pieces.")
         except SandboxAbort as exc:
@@ -1079,6 +1145,11 @@ class Repl:
         finally:
             self.deadline.stop()
 
+    def close(self) -> None:
+        """Drop the namespace and its sys.modules entry (in-process sandboxes)."""
+        sys.modules.pop(self.module_name, None)
+        self.ns.clear()
+
     def variables(self) -> Dict[str, str]:
         hidden = {"FINAL", "FINAL_VAR", "SHOW_VARS", "answer", *self.function_names}
         out = {}
@@ -1105,6 +1176,16 @@ class _SafeFormatter(_string_mod.Formatter):
 
     def format_field(self, value: Any, format_spec: str) -> Any:
         return format(value, check_format_spec(format_spec))
+
+
+def _type_of(obj: Any) -> type:
+    """``type(x)``, the one-argument form only: creating classes goes through ``class``, and
+    metaclasses (``type`` itself) are never handed out, since they would create classes with
+    any dunder method (``__del__``...)."""
+    t = type(obj)
+    if issubclass(t, type):
+        raise TypeError("type() of a class is not available in the sandbox")
+    return t
 
 
 def _truthy_flag(value: Any) -> bool:
@@ -1324,6 +1405,12 @@ def _fac_random(repl: Repl) -> Dict[str, Any]:
     return m
 
 
+def _fac_dataclasses(repl: Repl) -> Dict[str, Any]:
+    import dataclasses
+    return _pick(dataclasses, "dataclass field fields asdict astuple replace is_dataclass "
+                              "FrozenInstanceError")
+
+
 def _fac_numpy(repl: Repl) -> Dict[str, Any]:
     import numpy as np
     names = ("array asarray arange linspace zeros ones full empty zeros_like ones_like "
@@ -1372,7 +1459,7 @@ _FACADE_BUILDERS: Dict[str, Callable[[Repl], Dict[str, Any]]] = {
     "textwrap": _fac_textwrap, "difflib": _fac_difflib, "string": _fac_string,
     "heapq": _fac_heapq, "bisect": _fac_bisect, "functools": _fac_functools,
     "operator": _fac_operator, "fractions": _fac_fractions, "decimal": _fac_decimal,
-    "typing": _fac_typing, "random": _fac_random, "numpy": _fac_numpy, "pandas": _fac_pandas,
+    "typing": _fac_typing, "random": _fac_random, "dataclasses": _fac_dataclasses, "numpy": _fac_numpy, "pandas": _fac_pandas,
 }
 
 #: What ``import x`` may name (pandas and numpy only when installed).

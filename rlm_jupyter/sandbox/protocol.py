@@ -59,7 +59,9 @@ Session, in order:
        host   -> {"op": "reply", "id": m, "ok": true, "value": <json>}
                | {"op": "reply", "id": m, "ok": false, "error": "ValueError: ..."}
 
-   Time spent waiting for a reply does not count against the cell's timeout (on both sides).
+   Right after the cell compiled the worker sends ``{"op": "running", "id": n}``; the host's
+   hard deadline runs from then (compiling a huge cell may take seconds). Time spent waiting
+   for a reply does not count against the cell's timeout (on both sides).
    The cell ends with::
 
        worker -> {"op": "result", "id": n, "stdout": str, "error": str|null,

@@ -298,7 +298,9 @@ class Worker:
             if op == "exec":
                 timeout = msg.get("timeout")
                 set_cell_cpu_limit(timeout)
-                res = self.repl.execute(str(msg.get("code", "")), timeout)
+                res = self.repl.execute(
+                    str(msg.get("code", "")), timeout,
+                    on_start=lambda: self.chan.send({"op": "running", "id": mid}))
                 res.update(op="result", id=mid)
                 self.chan.send(res)
             elif op == "get":

@@ -83,6 +83,23 @@ print('ready')""",
     "%%rlm --context doc --out cut\nThis run will be interrupted.",
     # 4: a background run stopped with the Stop button.
     "%%rlm --context doc --out bg --background\nThis run will be stopped.",
+    # 5: 2,000 sub-calls streamed from a thread into a live view, as fast as Python can.
+    """import threading
+from rlm_jupyter.engine import events as ev
+from rlm_jupyter.jupyter.widget import RunWidget
+big = RunWidget(live=True)
+display(big)
+def feed():
+    big(ev.RunStarted(run_id='big', question='2000 sub-calls', model='m', limits={'max_subcalls': 2500}))
+    big(ev.TurnStarted(run_id='big', turn=1))
+    big(ev.ModelResponse(run_id='big', turn=1, text='map', prompt_tokens=10, completion_tokens=5))
+    for i in range(2000):
+        big(ev.SubCallStarted(run_id='big', turn=1, span_id=f's{i}', prompt_preview=f'prompt {i}'))
+        big(ev.SubCallFinished(run_id='big', turn=1, span_id=f's{i}', response_preview=f'answer {i}',
+                               prompt_tokens=100, completion_tokens=3, latency_s=0.01))
+    big(ev.RunFinished(run_id='big', answer='all **2000** done', turns=1, subcalls=2000))
+    big.finish()
+threading.Thread(target=feed).start()""",
 ]
 
 
@@ -153,6 +170,20 @@ def _cell_at(page, index: int):
     return page.locator(CELLS).nth(index)
 
 
+def _widget_shot(page, widget, name: str) -> None:
+    """Just the live view (its top part), for the README."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    widget.evaluate("el => el.scrollIntoView({block: 'start'})")
+    box = widget.bounding_box()
+    view = page.viewport_size
+    if box is None or view is None:
+        return
+    top = max(box["y"], 0)
+    height = min(box["height"], view["height"] - top - 30)
+    page.screenshot(path=str(ARTIFACTS / name),
+                    clip={"x": box["x"], "y": top, "width": box["width"], "height": height})
+
+
 def _run_cell(page, index: int) -> None:
     cell = _cell_at(page, index)
     cell.scroll_into_view_if_needed()
@@ -194,12 +225,18 @@ def test_live_view_interrupt_and_stop(lab: str) -> None:
             expect(w.locator(".rlm-c-subcalls")).to_contain_text(re.compile(r"[1-9]\d* sub-calls"), timeout=60_000)
             assert w.locator(".rlm-status").inner_text() in ("running", "ok")
             _shot(page, "live_view_running.png")
+            _widget_shot(page, w, "live_view_widget_running.png")
             expect(w.locator(".rlm-status")).to_have_text("ok", timeout=120_000)
+            # The cell ends by refreshing its output with the static fallbacks: wait for that.
+            expect(_cell_at(page, 1).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"))
+            time.sleep(1)
+            w = _widget(page, 0)
             expect(w.locator(".rlm-answer")).to_contain_text("4921-ALPHA")
             expect(w.locator(".rlm-turns")).to_contain_text("Turn 3")
-            expect(w.locator(".rlm-src").first).to_be_visible()  # highlighted code
+            expect(w.locator(".rlm-src:visible").first).to_be_visible()  # highlighted code
             assert int(w.locator(".rlm-turns .rlm-turn").count()) >= 3
-            # Open the sub-call list of turn 2 and one sub-call.
+            # Earlier turns are folded; open turn 2, its sub-call list and one sub-call.
+            w.locator(".rlm-turn > summary").nth(1).click()
             subs = w.locator("details.rlm-subs:visible > summary").first
             subs.click()
             expect(w.locator(".rlm-sub").first).to_be_visible()
@@ -233,6 +270,21 @@ def test_live_view_interrupt_and_stop(lab: str) -> None:
             w3.locator(".rlm-stop").click()
             expect(w3.locator(".rlm-status")).to_have_text("cancelled", timeout=45_000)
             _shot(page, "background_stopped.png")
+
+            # --- 2,000 sub-calls: the view keeps up and stays responsive ----------------------
+            _run_cell(page, 5)
+            w4 = _widget(page, 3)
+            expect(w4.locator(".rlm-c-subcalls")).to_contain_text("2000 sub-calls", timeout=60_000)
+            expect(w4.locator(".rlm-status")).to_have_text("ok", timeout=60_000)
+            t0 = time.monotonic()
+            w4.locator("details.rlm-subs:visible > summary").first.click()
+            expect(w4.locator(".rlm-sub").nth(99)).to_be_visible()
+            expect(w4.locator(".rlm-more")).to_contain_text("more of 1900")
+            opened_in = time.monotonic() - t0
+            assert opened_in < 5, opened_in
+            w4.scroll_into_view_if_needed()
+            _shot(page, "two_thousand_subcalls.png")
+            _widget_shot(page, w, "live_view_widget.png")
         except Exception:
             _shot(page, "failure.png")
             (ARTIFACTS / "browser_console.log").write_text("\n".join(console))

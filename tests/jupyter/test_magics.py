@@ -12,7 +12,7 @@ import pytest
 
 from rlm_jupyter.testing import ScriptedServer
 
-from .conftest import Shell, use_server
+from jupyter_helpers import Shell, use_server
 
 ROOT = [
     "Looking.\n```repl\nprint('str' if isinstance(context, str) else 'dict', len(context))\n```",
@@ -52,6 +52,29 @@ def test_load_ext_is_fast_and_does_not_import_litellm() -> None:
                          timeout=120, check=True).stdout.split()
     assert out[1:] == ["False", "False", "True"]
     assert float(out[0]) <= 0.2
+
+
+def test_terminal_ipython_prints_a_compact_log(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cell = tmp_path / "cell.ipy"
+    cell.write_text("%%rlm --context doc --out code\nWhat is the access code for the vault in building 7?\n")
+    script = ("ip = get_ipython()\nip.run_line_magic('load_ext', 'rlm')\n"
+              "ip.run_line_magic('rlm', 'demo')\nfrom rlm_jupyter.demo import make_document\n"
+              "doc = make_document(30_000)\nprint(type(ip).__name__)\n"
+              f"ip.run_cell(open({str(cell)!r}).read())\nprint('code =', code)\n")
+    ipython = Path(sys.executable).with_name("ipython")
+    env = dict(os.environ, RLM_LOG_DIR=str(tmp_path / "runs"), LITELLM_LOCAL_MODEL_COST_MAP="True")
+    env.pop("RLM_MODEL", None)
+    out = subprocess.run([str(ipython), "--colors=NoColor", "-c", script], capture_output=True,
+                         text=True, timeout=300, env=env).stdout
+    lines = out.splitlines()
+    assert "TerminalInteractiveShell" in lines
+    assert any(ln.startswith("▶ RLM") for ln in lines) and any(ln.startswith("■ ok") for ln in lines)
+    assert "code = The access code for the vault in building 7 is 4921-ALPHA." in lines
+    assert len(lines) < 25  # compact: one line per step, no reprinted outputs
 
 
 # ----------------------------------------------------------------------------- running

@@ -103,7 +103,8 @@ def test_real_model_drives_the_repl_loop(local_server, recorder) -> None:
 
     events: list = []
     rlm = RLM(model=local_server.litellm_model, api_base=recorder.base_url, api_key="local",
-              sandbox="local", max_iterations=3, timeout_s=900, temperature=0.0, cache=False)
+              sandbox="local", max_iterations=3, timeout_s=900, temperature=0.0, cache=False,
+              request_timeout_s=600)
     result = rlm.run("What is the secret code word in the context?", context=CONTEXT,
                      on_event=events.append)
 
@@ -165,8 +166,8 @@ def test_rlm_local_shorthand_runs_against_the_server(local_server) -> None:
     """``RLM(model="local/<name>")`` resolves to the running server and records usage there."""
     from rlm_jupyter import RLM
 
-    result = RLM(model=f"local/{LOCAL_TEST_MODEL}", max_iterations=1, timeout_s=600,
-                 temperature=0.0, cache=False).run("How many lines does the context have?",
-                                                   context="a\nb\nc")
+    rlm = RLM(model=f"local/{LOCAL_TEST_MODEL}", max_iterations=1, timeout_s=600,
+              temperature=0.0, cache=False, request_timeout_s=600)
+    result = rlm.run("How many lines does the context have?", context="a\nb\nc")
     assert result.error is None or result.error.__class__.__name__ == "TurnLimitExceeded"
     assert local_server.litellm_model in result.usage, result.usage

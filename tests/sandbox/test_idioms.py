@@ -172,6 +172,27 @@ def test_allowed_imports(sb: Sandbox, code: str, expected: str) -> None:
     assert run(sb, code).stdout == expected + "\n"
 
 
+def test_type_annotations_dataclasses_and_names(sb: Sandbox) -> None:
+    code = ("from dataclasses import dataclass, field, asdict\n"
+            "@dataclass\nclass Item:\n    name: str\n    score: float = 0.0\n"
+            "    tags: list = field(default_factory=list)\n"
+            "i = Item('a', 1.5)\ni.score += 1\ncount: int = 3\n"
+            "def f():\n    'Says hi.'\n    return 1\n"
+            "print(type(context).__name__, type(i).__name__, f.__name__, f.__doc__, count, "
+            "asdict(i))")
+    assert run(sb, code).stdout == ("str Item f Says hi. 3 "
+                                    "{'name': 'a', 'score': 2.5, 'tags': []}\n")
+    r = sb.execute("type(int)")
+    assert r.error and "type() of a class" in r.error
+
+
+def test_namedtuple_api(sb: Sandbox) -> None:
+    code = ("from collections import namedtuple\nP = namedtuple('P', 'x y')\np = P(1, 2)\n"
+            "print(p._asdict(), p._replace(x=5), P._fields, P._make([3, 4]).y)")
+    assert run(sb, code).stdout == "{'x': 1, 'y': 2} P(x=5, y=2) ('x', 'y') 4\n"
+    assert "private" in (sb.execute("print((1, 2)._asdict())").error or "")
+
+
 def test_trailing_expression_is_echoed(sb: Sandbox) -> None:
     assert run(sb, "y = [1, 2]\nlen(y)").stdout == "2\n"
     assert run(sb, "None").stdout == ""
@@ -343,6 +364,16 @@ def test_dataframe_context(kind: str) -> None:
     with open_sandbox(kind, context=df, timeout_s=10) as sb:
         r = run(sb, "print(context.a.sum(), context[context.a > 1].b.tolist(), len(context))")
         assert r.stdout == "6 ['y', 'z'] 3\n"
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_big_cell_compile_time_does_not_count(kind: str) -> None:
+    code = "x = 1\n" * 60_000 + "print(x)"
+    with open_sandbox(kind, timeout_s=0.5, grace_s=0.5) as sb:
+        r = sb.execute(code)
+        assert r.ok and r.stdout == "1\n" and not r.restarted, r
+        r = sb.execute("x = 1\n" * 100_000)
+        assert r.error and "limit" in r.error and not r.restarted
 
 
 def test_large_context_loads() -> None:

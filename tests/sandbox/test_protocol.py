@@ -89,6 +89,7 @@ def test_worker_stdio_mode_directly() -> None:
         write_message(proc.stdin, {"op": "exec", "id": 1, "timeout": 5,
                                    "code": "import re\nprint(context.upper())\n"
                                            "print(echo('hi'))\nFINAL('ok')"})
+        assert read_message(proc.stdout) == {"op": "running", "id": 1}
         call = read_message(proc.stdout)
         assert call == {"op": "call", "id": 1, "fn": "echo", "args": ["hi"], "kwargs": {}}
         write_message(proc.stdin, {"op": "reply", "id": 1, "ok": True, "value": "HI!"})
@@ -174,7 +175,8 @@ def hostile(tmp_path: Path):
 
     def make(mode: str):  # type: ignore[no-untyped-def]
         (tmp_path / "mode").write_text(mode)
-        return open_sandbox("local", python=str(launcher), timeout_s=1, grace_s=1)
+        return open_sandbox("local", python=str(launcher), timeout_s=1, grace_s=1,
+                            compile_allowance_s=1)
 
     make.marker = marker  # type: ignore[attr-defined]
     return make

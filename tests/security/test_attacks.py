@@ -61,6 +61,13 @@ ATTACKS: list[Attack] = [
     A("super-object", "introspection",
       "class A:\n    def f(self):\n        return super()\nprint(A().f())"),
     A("type-builtin", "introspection", "print(type(1).__subclasses__())"),
+    A("type-of-type", "introspection",
+      "T = type(type(1))\nX = T('X', (), {'__del__': lambda self: print('ESCAPED')})\n"
+      "x = X()\ndel x"),
+    A("dunder-name-values", "introspection",
+      "print(getattr(1, '__name__', None), getattr(FINAL, '__qualname__'), "
+      "type(llm_query).__name__, getattr(llm_query, '__doc__'))\n"
+      "print(getattr(type(1), '__dict__'))"),
     A("object-builtin", "introspection", "print(object.__subclasses__())"),
     A("vars-dir-globals", "introspection", "print(vars(), globals(), locals())"),
     A("print-self", "introspection", "p = print\nprint(getattr(p, '__self__'))"),

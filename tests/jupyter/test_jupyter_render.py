@@ -9,7 +9,7 @@ from rlm_jupyter.jupyter import render
 from rlm_jupyter.jupyter._tree import RunTree
 from rlm_jupyter.jupyter.progress import ProgressPrinter
 
-from .synth import synthetic_run
+from jupyter_synth import synthetic_run
 
 
 def test_tree_folds_turns_subcalls_children() -> None:

@@ -7,7 +7,7 @@ import time
 
 from rlm_jupyter.jupyter.widget import RunWidget
 
-from .synth import synthetic_run
+from jupyter_synth import synthetic_run
 
 
 class Recorder(RunWidget):
@@ -68,9 +68,9 @@ def test_resync_and_stop_messages() -> None:
     for e in synthetic_run(3, finished=False):
         w(e)
     w.flush()
-    w._handle_msg(w, {"kind": "resync", "have": 2}, [])
+    w._on_frontend_msg(w, {"kind": "resync", "have": 2}, [])
     assert w.sent[-1]["start"] == 2
-    w._handle_msg(w, {"kind": "stop"}, [])
+    w._on_frontend_msg(w, {"kind": "stop"}, [])
     assert cancel.is_set() and w.stop_requested
 
 
