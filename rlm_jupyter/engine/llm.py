@@ -160,6 +160,7 @@ class LLMClient:
             wait=tenacity.wait_exponential_jitter(initial=0.2, max=8.0),
             retry=tenacity.retry_if_exception(_is_retryable),
             before_sleep=before_sleep,
+            sleep=self._sleep,
             reraise=True,
         )
         started = time.monotonic()
@@ -169,9 +170,8 @@ class LLMClient:
                     self._raise_if_cancelled()
                     self.gate.wait(self.cancel)
                     self._raise_if_cancelled()
-                    with self.slots:
-                        reply = self._once(model, messages, stream=stream, on_delta=on_delta,
-                                           timeout_s=timeout_s)
+                    reply = self._call(model, messages, stream=stream, on_delta=on_delta,
+                                       timeout_s=timeout_s)
         except errors.RLMError:
             raise
         except Exception as exc:  # noqa: BLE001 - everything from the provider becomes one type
@@ -181,6 +181,47 @@ class LLMClient:
             self.cache.put(key, {"text": reply.text, "prompt_tokens": reply.prompt_tokens,
                                  "completion_tokens": reply.completion_tokens})
         return reply
+
+    def _sleep(self, seconds: float) -> None:
+        """Backoff that a cancel cuts short."""
+        if self.cancel is None:
+            time.sleep(seconds)
+        elif self.cancel.wait(seconds):
+            raise errors.RunCancelled("The run was cancelled.")
+
+    def _call(self, model: str, messages: list[dict[str, Any]], *, stream: bool,
+              on_delta: Callable[[str], None] | None, timeout_s: float | None) -> LLMReply:
+        """One attempt, abandoned at once when the run is cancelled.
+
+        An HTTP call in flight cannot be interrupted, so it runs on its own daemon thread and
+        the caller stops waiting on cancel; the abandoned reply is dropped (and not charged).
+        """
+        def attempt() -> LLMReply:
+            with self.slots:
+                return self._once(model, messages, stream=stream, on_delta=on_delta,
+                                  timeout_s=timeout_s)
+
+        if self.cancel is None:
+            return attempt()
+        box: list[Any] = []
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                box.append(("ok", attempt()))
+            except BaseException as exc:  # noqa: BLE001 - handed back to the waiting thread
+                box.append(("err", exc))
+            finally:
+                done.set()
+
+        threading.Thread(target=target, daemon=True, name="rlm-llm-call").start()
+        while not done.wait(0.05):
+            if self.cancel.is_set():
+                raise errors.RunCancelled("The run was cancelled.")
+        kind, value = box[0]
+        if kind == "err":
+            raise value
+        return value
 
     def _raise_if_cancelled(self) -> None:
         if self.cancel is not None and self.cancel.is_set():

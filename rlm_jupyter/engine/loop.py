@@ -274,6 +274,10 @@ class Run:
                     self.tree.budget.reserve_call(subcall=False)  # raises TimeLimitExceeded
                 timeout = min(timeout, remaining)
             result = self.sandbox.execute(code, timeout_s=timeout)
+            if self.tree.cancel.is_set():
+                # Cancelling closes the sandbox under the cell; say so, not "worker died".
+                result.error = "Cancelled: the run was stopped by the user."
+                result.restarted = False
             self._last_answer_dict = result.answer
             self.emit(ev.CodeExecuted, turn=self.turn, index=index, code=code,
                       stdout=result.stdout, error=result.error, duration_s=result.duration_s,

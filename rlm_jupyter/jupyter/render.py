@@ -170,8 +170,8 @@ _CSS = """
 .rlm-static pre{background:#f6f8fa;padding:.5em;overflow-x:auto;margin:.3em 0;white-space:pre-wrap;font-size:12px}
 .rlm-static .err{color:#cf222e}.rlm-static .dim{color:#656d76}
 .rlm-static .answer{border:1px solid #d0d7de;border-radius:6px;padding:.2em .8em;margin-top:.5em}
-.rlm-static .bar{display:inline-block;width:60px;height:6px;background:#eef1f4;border-radius:3px;vertical-align:middle}
-.rlm-static .bar i{display:block;height:6px;border-radius:3px;background:#54aeff}
+.rlm-static .bar{display:inline-block;width:60px;height:6px;background:#d0d7de;border-radius:3px;vertical-align:middle;overflow:hidden}
+.rlm-static .bar i{display:block;height:6px;background:#54aeff}
 """
 
 

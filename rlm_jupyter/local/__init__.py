@@ -8,6 +8,12 @@ Typical use::
 
 or from a shell: ``python -m rlm_jupyter.local fetch|build|serve|status|stop`` (also
 ``rlm local ...``). Named models are listed in :data:`MODELS`; any ``.gguf`` path works too.
+
+Environment: ``RLM_LOCAL_DIR`` moves the cache (default ``~/.cache/rlm_jupyter``: models/,
+wheels/, servers/); ``RLM_LOCAL_KEEP_ALIVE=1`` keeps servers started by :func:`ensure_server`
+running after the interpreter exits (otherwise they stop with it; ``rlm local serve --detach``
+starts one that stays until ``rlm local stop``). Users with internet can also skip all this and
+use any litellm model, e.g. Ollama: ``RLM(model="ollama/qwen2.5-coder:1.5b")``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .errors import LocalModelError
 from .paths import models_dir
-from .registry import ModelSpec, get_spec
+from .registry import get_spec
 
 Progress = Callable[[str], None]
 

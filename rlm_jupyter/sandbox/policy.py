@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import builtins as _builtins
 import collections as _collections
+import itertools as _itertools
 import json as _json
 import linecache
 import math as _math
@@ -256,6 +257,7 @@ def _type_module(obj: Any) -> str:
 
 
 _KIND_CACHE: Dict[type, str] = {}
+_REPL_COUNTER = _itertools.count(1)
 
 
 def _kind(obj: Any) -> str:
@@ -595,13 +597,12 @@ class Repl:
         self._facade_lock = threading.Lock()
         self._protected_ids = set()
         self.builtins = self._make_builtins()
-        # The namespace is a registered module's dict, so classes defined in cells have a
-        # __module__ that resolves (dataclasses and typing look it up in sys.modules). Nothing
-        # in the sandbox can reach sys.modules; only host code sees this entry.
-        self.module_name = f"rlm_sandbox_{id(self):x}"
-        module = types.ModuleType(self.module_name)
-        sys.modules[self.module_name] = module
-        self.ns: Dict[str, Any] = module.__dict__
+        # The namespace is a module's dict, registered in sys.modules while a cell runs, so
+        # classes defined in cells have a __module__ that resolves (dataclasses look it up).
+        # Nothing in the sandbox can reach sys.modules; only host code sees this entry.
+        self.module_name = f"sandbox_{next(_REPL_COUNTER)}"
+        self._module = types.ModuleType(self.module_name)
+        self.ns: Dict[str, Any] = self._module.__dict__
         self.ns["__builtins__"] = self.builtins
         if has_context:
             self.ns["context"] = context
@@ -1043,6 +1044,7 @@ class Repl:
         t0 = time.monotonic()
         try:
             linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+            sys.modules[self.module_name] = self._module
             try:
                 # Compiling is trusted code with a bounded input, so it runs before the
                 # deadline starts: a big cell must not look like a runaway one.
@@ -1071,7 +1073,8 @@ class Repl:
                 error = self._format_error(exc)
         except SandboxTimeout:
             timed_out = True
-            error = (f"TimeoutError: the cell ran past its {(timeout or 0):g} s limit and was stopped. "
+            error = (f"TimeoutError: the cell ran past its {(timeout or 0):g} s limit and was "
+                     f"stopped. "
                      f"Variables assigned before that point are kept; make the code faster or "
                      f"work on smaller pieces.")
         except SandboxAbort as exc:
@@ -1080,6 +1083,7 @@ class Repl:
             error = f"{type(exc).__name__}: the cell was interrupted"
         finally:
             self.deadline.stop()
+            sys.modules.pop(self.module_name, None)
             old = f"<cell-{self.cell_no - 50}>"
             linecache.cache.pop(old, None)
         answer = self._read_answer(notes)
@@ -1459,7 +1463,8 @@ _FACADE_BUILDERS: Dict[str, Callable[[Repl], Dict[str, Any]]] = {
     "textwrap": _fac_textwrap, "difflib": _fac_difflib, "string": _fac_string,
     "heapq": _fac_heapq, "bisect": _fac_bisect, "functools": _fac_functools,
     "operator": _fac_operator, "fractions": _fac_fractions, "decimal": _fac_decimal,
-    "typing": _fac_typing, "random": _fac_random, "dataclasses": _fac_dataclasses, "numpy": _fac_numpy, "pandas": _fac_pandas,
+    "typing": _fac_typing, "random": _fac_random, "dataclasses": _fac_dataclasses,
+    "numpy": _fac_numpy, "pandas": _fac_pandas,
 }
 
 #: What ``import x`` may name (pandas and numpy only when installed).

@@ -300,7 +300,7 @@ class Worker:
                 set_cell_cpu_limit(timeout)
                 res = self.repl.execute(
                     str(msg.get("code", "")), timeout,
-                    on_start=lambda: self.chan.send({"op": "running", "id": mid}))
+                    on_start=lambda mid=mid: self.chan.send({"op": "running", "id": mid}))
                 res.update(op="result", id=mid)
                 self.chan.send(res)
             elif op == "get":

@@ -442,3 +442,17 @@ def test_repeated_code_gets_a_nudge(server_factory, rlm_for):
     roots = srv.requests.roots()
     assert "repeated code" not in last_user(roots[1])
     assert "repeated code" in last_user(roots[2])
+
+
+def test_cancel_abandons_calls_in_flight(server_factory, rlm_for):
+    srv = server_factory(root=[fence("print(llm_query_batched(['a', 'b', 'c']))"), "FINAL(x)"],
+                         sub=lambda p, r: "slow")
+    srv.inject("slow", times=3, delay_s=20, match="sub")
+    cancel = threading.Event()
+    threading.Timer(1.5, cancel.set).start()
+    started = time.monotonic()
+    result = rlm_for(srv).run("q", context="c", cancel=cancel)
+    assert time.monotonic() - started < 6
+    assert result.status == "cancelled"
+    code = result.trajectory.turns[0].code
+    assert not code or "Cancelled" in (code[0].error or "")
