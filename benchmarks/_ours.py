@@ -200,7 +200,8 @@ def turns(backends: list[str], workdir: Path, n_turns: int = 40, repeats: int = 
                 note=f"runs: {', '.join(fmt(r['overhead_per_turn_s'], 's') for r in runs)}; "
                      f"mean turn {fmt(mid['mean_overhead_per_turn_s'], 's')}; "
                      f"a turn early in the run {fmt(mid['early_turn_s'], 's')}, late "
-                     f"{fmt(mid['late_turn_s'], 's')} (the history grows)"))
+                     f"{fmt(mid['late_turn_s'], 's')} (the message history grows between "
+                     f"the two)"))
             details[f"{backend}/{label}"] = mid
             for stage, secs in sorted(mid["stages_per_turn_s"].items(), key=lambda kv: -kv[1]):
                 stage_rows.append([backend, label, stage, f"{secs * 1000:.3f} ms"])

@@ -93,6 +93,8 @@ class RemoteServer:
         except (OSError, ValueError, subprocess.TimeoutExpired):
             self.proc.kill()
             self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
         self.proc = None
 
 

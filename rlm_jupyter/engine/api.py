@@ -74,7 +74,7 @@ class RLM:
                            request_timeout_s=settings.request_timeout_s,
                            litellm_kwargs=settings.litellm_kwargs, cache=cache,
                            concurrency=settings.concurrency, cancel=cancel,
-                           transport=settings.transport)
+                           transport=settings.effective_transport)
         bus = ev.EventBus()
         tree = RunTree(settings=settings, budget=budget, bus=bus, client=client, cancel=cancel,
                        stream_root=settings.stream and on_event is not None)

@@ -30,6 +30,11 @@ class HTTPStatusFailure(Exception):
         self.litellm_response_headers = headers
 
 
+def speaks_openai(model: str) -> bool:
+    """Models litellm would send to an OpenAI-compatible endpoint unchanged."""
+    return model.startswith(_PROVIDER_PREFIXES)
+
+
 def wire_model_name(model: str) -> str:
     for prefix in _PROVIDER_PREFIXES:
         if model.startswith(prefix):
@@ -37,8 +42,27 @@ def wire_model_name(model: str) -> str:
     return model
 
 
+_POOL_SIZE = 128  # the engine's own semaphore caps concurrency; this only bounds the pool
+_transports: dict[tuple[str, str | None], "HTTPTransport"] = {}
+_transports_lock = threading.Lock()
+
+
+def shared_transport(api_base: str, api_key: str | None) -> "HTTPTransport":
+    """One keep-alive pool per endpoint for the whole process.
+
+    Building an ``httpx.Client`` loads the SSL certificates (~150 ms), which would otherwise be
+    paid on every run; reusing it also keeps connections warm across notebook cells.
+    """
+    key = (api_base.rstrip("/"), api_key)
+    with _transports_lock:
+        transport = _transports.get(key)
+        if transport is None:
+            transport = _transports[key] = HTTPTransport(api_base, api_key)
+        return transport
+
+
 class HTTPTransport:
-    def __init__(self, api_base: str, api_key: str | None, concurrency: int) -> None:
+    def __init__(self, api_base: str, api_key: str | None) -> None:
         import httpx
 
         self._httpx = httpx
@@ -47,9 +71,8 @@ class HTTPTransport:
             headers["Authorization"] = f"Bearer {api_key}"
         self._client = httpx.Client(
             base_url=api_base.rstrip("/") + "/", headers=headers,
-            limits=httpx.Limits(max_connections=concurrency + 4,
-                                max_keepalive_connections=concurrency + 4))
-        self._lock = threading.Lock()
+            limits=httpx.Limits(max_connections=_POOL_SIZE,
+                                max_keepalive_connections=_POOL_SIZE))
 
     def close(self) -> None:
         self._client.close()

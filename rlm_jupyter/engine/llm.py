@@ -121,9 +121,9 @@ class LLMClient:
                 raise errors.ConfigError(
                     "transport='http' talks to an OpenAI-compatible server directly: give "
                     "api_base (or RLM_API_BASE), or use transport='litellm'.")
-            from rlm_jupyter.engine.http_transport import HTTPTransport
+            from rlm_jupyter.engine.http_transport import shared_transport
 
-            self._http = HTTPTransport(api_base, api_key, concurrency)
+            self._http = shared_transport(api_base, api_key)
         self.api_key = api_key
         self.num_retries = num_retries
         self.request_timeout_s = request_timeout_s
@@ -157,7 +157,7 @@ class LLMClient:
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.num_retries + 1),
-            wait=tenacity.wait_exponential_jitter(initial=0.2, max=8.0),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=8.0),
             retry=tenacity.retry_if_exception(_is_retryable),
             before_sleep=before_sleep,
             sleep=self._sleep,
@@ -228,8 +228,7 @@ class LLMClient:
             raise errors.RunCancelled("The run was cancelled.")
 
     def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
+        """Nothing to free: HTTP connection pools are shared per endpoint for the process."""
 
     def _once(self, model: str, messages: list[dict[str, Any]], *, stream: bool,
               on_delta: Callable[[str], None] | None, timeout_s: float | None) -> LLMReply:

@@ -8,6 +8,7 @@ key, and the writer also scrubs the configured key from every line as a second g
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -44,6 +45,7 @@ class SubCallNode:
     cached: bool = False
     error: str | None = None
     finished: bool = False
+    prompt_chars: int = 0
 
 
 @dataclass
@@ -60,6 +62,31 @@ class TurnNode:
     code: list[CodeNode] = field(default_factory=list)
     subcalls: list[SubCallNode] = field(default_factory=list)
     children: list["RunNode"] = field(default_factory=list)
+    #: Chunks arrived but the full response not yet: ``text`` is partial (live displays).
+    streaming: bool = False
+    #: The model's response arrived, so tokens / latency / cost are final.
+    responded: bool = False
+
+
+@dataclass
+class Totals:
+    """Sums over a run and its child runs, for headers and progress lines."""
+
+    turns: int = 0
+    subcalls: int = 0
+    subcalls_running: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    child_runs: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: "Totals") -> "Totals":
+        return Totals(*(a + b for a, b in zip(dataclasses.astuple(self),
+                                               dataclasses.astuple(other))))
 
 
 @dataclass
@@ -96,19 +123,53 @@ class RunNode:
         return [s for run in self.walk() for t in run.turns for s in t.subcalls]
 
     def to_dict(self) -> dict[str, Any]:
-        import dataclasses
-
         return dataclasses.asdict(self)
+
+    def totals(self) -> Totals:
+        """Turns, sub-calls, tokens and cost of this run and every child run, counted from the
+        nodes (so they are right mid-run too, unlike ``usage``/``cost_usd`` which arrive with
+        ``RunFinished``)."""
+        out = Totals()
+        for run in self.walk():
+            out.child_runs += len(run.children)
+            for turn in run.turns:
+                out.turns += 1
+                out.prompt_tokens += turn.prompt_tokens
+                out.completion_tokens += turn.completion_tokens
+                out.cost_usd += turn.cost_usd
+                for sub in turn.subcalls:
+                    out.subcalls += 1
+                    out.subcalls_running += not sub.finished
+                    out.prompt_tokens += sub.prompt_tokens
+                    out.completion_tokens += sub.completion_tokens
+                    out.cost_usd += sub.cost_usd
+        return out
+
+
+def as_event(item: ev.Event | dict[str, Any]) -> ev.Event:
+    """An ``Event`` as is, or one parsed back from a JSONL dict (``Event.to_dict`` shape)."""
+    if isinstance(item, ev.Event):
+        return item
+    if isinstance(item, dict):
+        return ev.Event.from_dict(item)
+    raise TypeError(f"not an RLM event: {item!r} (expected an Event or its to_dict() dict)")
 
 
 class Trajectory:
-    """Builds :class:`RunNode` trees from a flat event stream (live or from a file)."""
+    """Builds :class:`RunNode` trees from a flat event stream (live or from a file).
+
+    Incremental and thread-safe, so live displays fold the stream with it too: one fold for
+    results, logs and widgets alike. ``add`` also takes JSONL dicts.
+    """
 
     def __init__(self) -> None:
         self.runs: dict[str, RunNode] = {}
         self.root: RunNode | None = None
+        self.events = 0
         self._turn_by_span: dict[str, TurnNode] = {}
         self._subcalls: dict[str, SubCallNode] = {}
+        self._turn_of_subcall: dict[str, TurnNode] = {}
+        self._attached: set[str] = set()
         self._lock = threading.Lock()
 
     @classmethod
@@ -118,9 +179,22 @@ class Trajectory:
             builder.add(event)
         return builder.root
 
-    def add(self, event: ev.Event) -> None:
+    def add(self, event: ev.Event | dict[str, Any]) -> None:
+        event = as_event(event)
         with self._lock:
+            self.events += 1
             self._add(event)
+
+    @property
+    def roots(self) -> list[RunNode]:
+        """Runs that are nobody's child: the root, plus runs whose parent is not in the
+        stream (a log that starts mid-run), so displays can still show them."""
+        with self._lock:
+            return [run for run_id, run in self.runs.items() if run_id not in self._attached]
+
+    def totals(self) -> Totals:
+        """:meth:`RunNode.totals` summed over :attr:`roots`."""
+        return sum((run.totals() for run in self.roots), Totals())
 
     def _run(self, event: ev.Event) -> RunNode:
         run = self.runs.get(event.run_id)
@@ -130,6 +204,10 @@ class Trajectory:
             self.runs[event.run_id] = run
             if self.root is None:
                 self.root = run
+            parent = self.runs.get(event.parent_run_id or "")
+            if parent is not None and not isinstance(event, ev.RunStarted):
+                parent.children.append(run)  # a child seen without its start: keep it in the tree
+                self._attached.add(run.run_id)
         return run
 
     def _turn(self, run: RunNode, turn: int, span_id: str | None = None) -> TurnNode:
@@ -153,7 +231,11 @@ class Trajectory:
                 parent = self.runs[event.parent_run_id]
                 if run not in parent.children:
                     parent.children.append(run)
-                turn = self._turn_by_span.get(event.parent_span_id or "")
+                self._attached.add(run.run_id)
+                span = event.parent_span_id or ""
+                # Under the turn that started it; a child nested under a sub-call's span goes
+                # under that sub-call's turn.
+                turn = self._turn_by_span.get(span) or self._turn_of_subcall.get(span)
                 if turn is not None and run not in turn.children:
                     turn.children.append(run)
             return
@@ -161,9 +243,12 @@ class Trajectory:
         if isinstance(event, ev.TurnStarted):
             self._turn(run, event.turn, event.span_id)
         elif isinstance(event, ev.ModelChunk):
-            self._turn(run, event.turn).text += event.delta
+            turn = self._turn(run, event.turn)
+            turn.text += event.delta
+            turn.streaming = True
         elif isinstance(event, ev.ModelResponse):
             turn = self._turn(run, event.turn)
+            turn.streaming, turn.responded = False, True
             turn.text, turn.model = event.text, event.model
             turn.prompt_tokens, turn.completion_tokens = event.prompt_tokens, event.completion_tokens
             turn.cost_usd, turn.latency_s, turn.cached = event.cost_usd, event.latency_s, event.cached
@@ -173,9 +258,12 @@ class Trajectory:
                 duration_s=event.duration_s, timed_out=event.timed_out, restarted=event.restarted))
         elif isinstance(event, ev.SubCallStarted):
             node = SubCallNode(span_id=event.span_id, turn=event.turn, model=event.model,
-                               prompt_preview=event.prompt_preview)
+                               prompt_preview=event.prompt_preview,
+                               prompt_chars=event.prompt_chars)
             self._subcalls[event.span_id] = node
-            self._turn(run, event.turn).subcalls.append(node)
+            turn = self._turn(run, event.turn)
+            turn.subcalls.append(node)
+            self._turn_of_subcall[event.span_id] = turn
             run.subcall_count += 1
         elif isinstance(event, ev.SubCallFinished):
             node = self._subcalls.get(event.span_id)
@@ -196,6 +284,8 @@ class Trajectory:
             run.answer, run.status = event.answer, event.status
             run.error, run.error_type = event.error, event.error_type
             run.usage, run.cost_usd, run.elapsed_s = event.usage, event.cost_usd, event.elapsed_s
+            for turn in run.turns:
+                turn.streaming = False
 
 
 class JsonlWriter:

@@ -11,7 +11,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from rlm_jupyter.jupyter._tree import event_dict
+from rlm_jupyter.engine import events as ev
+from rlm_jupyter.engine.trajectory import as_event
 from rlm_jupyter.jupyter.render import fmt_cost, fmt_secs, fmt_tokens, one_line
 
 
@@ -35,7 +36,8 @@ class ProgressPrinter:
         self._root: str | None = None
 
     def __call__(self, event: Any) -> None:
-        line = self._line(event_dict(event))
+        """Takes ``Event`` objects or their JSONL dicts (replays)."""
+        line = self._line(as_event(event))
         if line:
             with self._lock:
                 self._pending.append(line)
@@ -46,58 +48,53 @@ class ProgressPrinter:
         for line in lines:
             self._write(line)
 
-    def _indent(self, d: dict[str, Any]) -> str:
-        return "  " * int(d.get("depth") or 0)
-
-    def _line(self, d: dict[str, Any]) -> str | None:
-        kind = d.get("type")
-        ind = self._indent(d)
-        if kind == "run_started":
+    def _line(self, e: ev.Event) -> str | None:
+        ind = "  " * int(e.depth or 0)
+        if isinstance(e, ev.RunStarted):
             if self._root is None:
-                self._root = d.get("run_id")
-                return (f"▶ RLM {d.get('model') or ''} · sandbox {d.get('sandbox') or '?'}"
-                        + (f" · context {one_line(d.get('context_summary') or '', 70)}"
-                           if d.get("context_summary") else ""))
-            return f"{ind}↳ child RLM: {one_line(d.get('question') or '', 60)}"
-        if kind == "model_response":
-            toks = int(d.get("prompt_tokens") or 0) + int(d.get("completion_tokens") or 0)
-            cached = " · cached" if d.get("cached") else ""
-            return (f"{ind}turn {d.get('turn')}: model {fmt_secs(float(d.get('latency_s') or 0))}"
+                self._root = e.run_id
+                return (f"▶ RLM {e.model or ''} · sandbox {e.sandbox or '?'}"
+                        + (f" · context {one_line(e.context_summary, 70)}"
+                           if e.context_summary else ""))
+            return f"{ind}↳ child RLM: {one_line(e.question or '', 60)}"
+        if isinstance(e, ev.ModelResponse):
+            toks = int(e.prompt_tokens or 0) + int(e.completion_tokens or 0)
+            cached = " · cached" if e.cached else ""
+            return (f"{ind}turn {e.turn}: model {fmt_secs(float(e.latency_s or 0))}"
                     f" · {fmt_tokens(toks)} tok{cached}")
-        if kind == "code_executed":
-            out = d.get("stdout") or ""
-            err = d.get("error")
-            status = "timed out" if d.get("timed_out") else ("error" if err else "ok")
-            line = (f"{ind}  code #{int(d.get('index') or 0) + 1} {status} "
-                    f"({len(out.splitlines())} output lines, {fmt_secs(float(d.get('duration_s') or 0))})")
+        if isinstance(e, ev.CodeExecuted):
+            out = e.stdout or ""
+            err = e.error
+            status = "timed out" if e.timed_out else ("error" if err else "ok")
+            line = (f"{ind}  code #{int(e.index or 0) + 1} {status} "
+                    f"({len(out.splitlines())} output lines, {fmt_secs(float(e.duration_s or 0))})")
             if err:
                 last = err.strip().splitlines()[-1] if err.strip() else err
                 line += f": {one_line(last, 100)}"
             return line
-        if kind == "subcall_started":
+        if isinstance(e, ev.SubCallStarted):
             self._sub_started += 1
             return None
-        if kind == "subcall_finished":
+        if isinstance(e, ev.SubCallFinished):
             self._sub_done += 1
-            if d.get("error"):
+            if e.error:
                 self._sub_failed += 1
             return self._sub_report(ind, force=self._sub_done == self._sub_started)
-        if kind == "budget_warning":
-            return f"{ind}⚠ budget: {d.get('limit')} at {d.get('used')}/{d.get('allowed')}"
-        if kind == "budget_exceeded":
-            return f"{ind}✖ budget exceeded: {d.get('limit')} {d.get('used')}/{d.get('allowed')}"
-        if kind == "run_finished":
-            if d.get("run_id") != self._root:
-                return f"{ind}↲ child RLM {d.get('status')}"
-            usage = d.get("usage") or {}
+        if isinstance(e, ev.BudgetWarning):
+            return f"{ind}⚠ budget: {e.limit} at {e.used}/{e.allowed}"
+        if isinstance(e, ev.BudgetExceededEvent):
+            return f"{ind}✖ budget exceeded: {e.limit} {e.used}/{e.allowed}"
+        if isinstance(e, ev.RunFinished):
+            if e.run_id != self._root:
+                return f"{ind}↲ child RLM {e.status}"
             toks = sum(int(v.get("prompt_tokens", 0)) + int(v.get("completion_tokens", 0))
-                       for v in usage.values() if isinstance(v, dict))
-            head = "■" if d.get("status") == "ok" else "✖"
-            line = (f"{head} {d.get('status')} in {fmt_secs(float(d.get('elapsed_s') or 0))} · "
-                    f"{d.get('turns')} turns · {d.get('subcalls')} sub-calls · {fmt_tokens(toks)} tok"
-                    f" · {fmt_cost(float(d.get('cost_usd') or 0))}")
-            if d.get("error"):
-                line += f"\n  {d.get('error_type') or 'error'}: {one_line(d.get('error') or '', 160)}"
+                       for v in (e.usage or {}).values() if isinstance(v, dict))
+            head = "■" if e.status == "ok" else "✖"
+            line = (f"{head} {e.status} in {fmt_secs(float(e.elapsed_s or 0))} · "
+                    f"{e.turns} turns · {e.subcalls} sub-calls · {fmt_tokens(toks)} tok"
+                    f" · {fmt_cost(float(e.cost_usd or 0))}")
+            if e.error:
+                line += f"\n  {e.error_type or 'error'}: {one_line(e.error or '', 160)}"
             return line
         return None
 

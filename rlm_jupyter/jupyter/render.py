@@ -4,16 +4,19 @@ Why: a saved notebook is read on GitHub, in nbconvert output, in editors and in 
 none of which run our widget. These renderers take the same event stream as the widget (live or
 replayed from JSONL), need neither IPython nor a kernel, and the HTML is self-contained
 (inline styles, collapsible ``<details>``), so the engine's result object can delegate its
-``_repr_mimebundle_`` here.
+``_repr_mimebundle_`` here. The tree comes from the engine's own fold
+(:class:`~rlm_jupyter.engine.trajectory.Trajectory`), so what these views show is exactly what
+``RunResult.trajectory`` and ``read_trajectory`` hold.
 """
 
 from __future__ import annotations
 
 import html
 import re
+import time
 from typing import Any, Iterable
 
-from rlm_jupyter.jupyter._tree import RunNodeView, RunTree, SubCallNode, TurnNode
+from rlm_jupyter.engine.trajectory import RunNode, SubCallNode, Totals, Trajectory
 
 #: Sub-calls listed per turn in static output; the rest are summarised (a run may make thousands).
 MAX_SUBCALLS_LISTED = 25
@@ -21,14 +24,64 @@ MAX_SUBCALLS_LISTED = 25
 MAX_BLOCK_CHARS = 4000
 
 
-def as_tree(source: Any) -> RunTree:
-    """A RunTree from a RunTree, an iterable of events/dicts, or an object with ``events``."""
-    if isinstance(source, RunTree):
+def fold(events: Iterable[Any]) -> Trajectory:
+    """The engine's fold of ``events`` (``Event`` objects or JSONL dicts)."""
+    trajectory = Trajectory()
+    for event in events:
+        trajectory.add(event)
+    return trajectory
+
+
+def as_runs(source: Any) -> list[RunNode]:
+    """The top-level runs to show, from a ``RunNode`` (or a list of them), a ``Trajectory``, an
+    iterable of events/dicts, or an object with ``events`` (a result, a widget)."""
+    if isinstance(source, RunNode):
+        return [source]
+    if isinstance(source, Trajectory):
+        return source.roots
+    if isinstance(source, list) and source and all(isinstance(r, RunNode) for r in source):
         return source
     events = getattr(source, "events", None)
     if events is not None and not isinstance(source, (list, tuple)):
-        return RunTree(events)
-    return RunTree(source)
+        return fold(events).roots
+    return fold(source).roots
+
+
+def totals(runs: list[RunNode]) -> Totals:
+    return sum((run.totals() for run in runs), Totals())
+
+
+def elapsed_s(run: RunNode, now: float | None = None) -> float:
+    """Final for a finished run; for a live one, the time since it started."""
+    if run.status != "running":
+        return float(run.elapsed_s)
+    if not run.started_ts:
+        return 0.0
+    return max(0.0, (now if now is not None else time.time()) - run.started_ts)
+
+
+def budget_bars(root: RunNode, sums: Totals | None = None,
+                now: float | None = None) -> list[tuple[str, float, float]]:
+    """(label, used, allowed) for every limit the root run declared."""
+    sums = sums if sums is not None else root.totals()
+    lim = root.limits
+
+    def pick(*names: str) -> float | None:
+        for name in names:
+            value = lim.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                return float(value)
+        return None
+
+    root_turns = len([t for t in root.turns if t.turn > 0]) or len(root.turns)
+    checks = [
+        ("turns", pick("max_iterations", "turns", "max_turns"), float(root_turns)),
+        ("sub-calls", pick("max_subcalls", "subcalls"), float(sums.subcalls)),
+        ("tokens", pick("max_tokens", "tokens"), float(sums.tokens)),
+        ("cost $", pick("budget_usd", "usd", "max_usd"), sums.cost_usd),
+        ("time s", pick("timeout_s", "time", "max_time_s"), elapsed_s(root, now)),
+    ]
+    return [(label, used, allowed) for label, allowed, used in checks if allowed]
 
 
 # -- small formatting helpers ---------------------------------------------------------------
@@ -68,23 +121,24 @@ def one_line(text: str, limit: int = 80) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def summary_line(tree: RunTree, now: float | None = None) -> str:
-    t = tree.totals
-    return (f"{tree.status} · {fmt_secs(tree.elapsed_s(now))} · {t.turns} turns · "
+def summary_line(runs: list[RunNode], now: float | None = None) -> str:
+    t = totals(runs)
+    root = runs[0]
+    return (f"{root.status} · {fmt_secs(elapsed_s(root, now))} · {t.turns} turns · "
             f"{t.subcalls} sub-calls · {fmt_tokens(t.tokens)} tokens · {fmt_cost(t.cost_usd)}")
 
 
 # -- plain text ------------------------------------------------------------------------------
 def render_text(source: Any, *, verbose: bool = False) -> str:
     """A compact text trajectory (what terminal IPython and ``text/plain`` show)."""
-    tree = as_tree(source)
-    root = tree.root
-    if root is None:
+    runs = as_runs(source)
+    if not runs:
         return "RLM run (no events yet)"
-    lines = [f"RLM run {root.run_id} · {summary_line(tree)}"]
+    root = runs[0]
+    lines = [f"RLM run {root.run_id} · {summary_line(runs)}"]
     if root.question:
         lines.append(f"Q: {one_line(root.question, 100)}")
-    for run in tree.roots:
+    for run in runs:
         _text_run(run, lines, indent="", verbose=verbose)
     if root.answer is not None:
         lines.append("Answer:")
@@ -94,7 +148,7 @@ def render_text(source: Any, *, verbose: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _text_run(run: RunNodeView, lines: list[str], indent: str, verbose: bool) -> None:
+def _text_run(run: RunNode, lines: list[str], indent: str, verbose: bool) -> None:
     for turn in run.turns:
         toks = turn.prompt_tokens + turn.completion_tokens
         head = f"{indent}turn {turn.turn}"
@@ -105,7 +159,7 @@ def _text_run(run: RunNodeView, lines: list[str], indent: str, verbose: bool) ->
         lines.append(head)
         if verbose and turn.text:
             lines.extend(f"{indent}  | {ln}" for ln in clip(turn.text, 800).splitlines())
-        for code in turn.codes:
+        for code in turn.code:
             status = "timed out" if code.timed_out else ("error" if code.error else "ok")
             n_out = len(code.stdout.splitlines())
             lines.append(f"{indent}  code #{code.index + 1}: {len(code.code.splitlines())} lines,"
@@ -113,40 +167,47 @@ def _text_run(run: RunNodeView, lines: list[str], indent: str, verbose: bool) ->
             if code.error:
                 lines.append(f"{indent}    {one_line(code.error.strip().splitlines()[-1], 120)}")
         if turn.subcalls:
-            done = sum(1 for s in turn.subcalls if s.done)
+            done = sum(1 for s in turn.subcalls if s.finished)
             errs = sum(1 for s in turn.subcalls if s.error)
             cached = sum(1 for s in turn.subcalls if s.cached)
             extra = f", {errs} failed" if errs else ""
             extra += f", {cached} cached" if cached else ""
             lines.append(f"{indent}  sub-calls: {done}/{len(turn.subcalls)} done{extra}")
-        for child in _children(turn):
-            lines.append(f"{indent}  child RLM {child.run_id}: {one_line(child.question, 60)}"
-                         f" → {child.status}")
-            _text_run(child, lines, indent + "    ", verbose)
+        for child in turn.children:
+            _text_child(child, lines, indent, verbose)
+    for child in _loose_children(run):
+        _text_child(child, lines, indent, verbose)
 
 
-def _children(turn: TurnNode) -> list[RunNodeView]:
-    kids = list(turn.children)
-    for sub in turn.subcalls:
-        kids.extend(sub.children)
-    return kids
+def _text_child(child: RunNode, lines: list[str], indent: str, verbose: bool) -> None:
+    lines.append(f"{indent}  child RLM {child.run_id}: {one_line(child.question, 60)}"
+                 f" → {child.status}")
+    _text_run(child, lines, indent + "    ", verbose)
+
+
+def _loose_children(run: RunNode) -> list[RunNode]:
+    """Child runs not placed under any turn (their parent span is not in the stream)."""
+    if not run.children:
+        return []
+    placed = {id(c) for turn in run.turns for c in turn.children}
+    return [c for c in run.children if id(c) not in placed]
 
 
 # -- Markdown --------------------------------------------------------------------------------
 def render_markdown(source: Any) -> str:
     """Markdown: a summary, one section per root turn with code blocks, and the answer."""
-    tree = as_tree(source)
-    root = tree.root
-    if root is None:
+    runs = as_runs(source)
+    if not runs:
         return "*RLM run: no events yet*"
-    out = [f"**RLM run** `{root.run_id}` — {summary_line(tree)}", ""]
+    root = runs[0]
+    out = [f"**RLM run** `{root.run_id}` — {summary_line(runs)}", ""]
     if root.question:
         out += [f"> {one_line(root.question, 300)}", ""]
     for turn in root.turns:
         out.append(f"**Turn {turn.turn}** ({fmt_tokens(turn.prompt_tokens + turn.completion_tokens)}"
                    f" tokens, {fmt_secs(turn.latency_s)})")
         out.append("")
-        for code in turn.codes:
+        for code in turn.code:
             out += ["```python", clip(code.code, MAX_BLOCK_CHARS), "```", ""]
             if code.stdout or code.error:
                 out += ["```text", clip((code.stdout or "") + (code.error or ""), 1500), "```", ""]
@@ -213,20 +274,20 @@ def markdown_to_html(text: str) -> str:
 
 def render_html(source: Any, *, open_turns: bool = False) -> str:
     """Self-contained HTML with collapsible turns, code, output, sub-calls and the answer."""
-    tree = as_tree(source)
-    root = tree.root
-    if root is None:
+    runs = as_runs(source)
+    if not runs:
         return "<div class='rlm-static'><i>RLM run: no events yet</i></div>"
-    t = tree.totals
-    status = _e(tree.status)
+    root = runs[0]
+    t = totals(runs)
+    status = _e(root.status)
     parts = [f"<style>{_CSS}</style><div class='rlm-static'>", "<div class='hdr'>",
              f"<b>RLM</b><span class='pill {status}'>{status}</span>",
-             f"<span class='pill'>{fmt_secs(tree.elapsed_s())}</span>",
+             f"<span class='pill'>{fmt_secs(elapsed_s(root))}</span>",
              f"<span class='pill'>{t.turns} turns</span>",
              f"<span class='pill'>{t.subcalls} sub-calls</span>",
              f"<span class='pill'>{fmt_tokens(t.tokens)} tokens</span>",
              f"<span class='pill'>{fmt_cost(t.cost_usd)}</span>"]
-    for label, used, allowed in tree.budget_bars():
+    for label, used, allowed in budget_bars(root, t):
         pct = max(0.0, min(100.0, 100.0 * used / allowed))
         parts.append(f"<span class='pill'>{_e(label)} <span class='bar'><i style='width:{pct:.0f}%'>"
                      f"</i></span> {used:.4g}/{allowed:.4g}</span>")
@@ -240,7 +301,7 @@ def render_html(source: Any, *, open_turns: bool = False) -> str:
                      + (f" · context {_e(one_line(root.context_summary, 140))}"
                         if root.context_summary else "")
                      + "</div>")
-    for run in tree.roots:
+    for run in runs:
         _html_run(run, parts, open_turns)
     if root.answer is not None:
         parts.append(f"<div class='answer'><b>Answer</b>{markdown_to_html(root.answer)}</div>")
@@ -251,18 +312,18 @@ def render_html(source: Any, *, open_turns: bool = False) -> str:
     return "".join(parts)
 
 
-def _html_run(run: RunNodeView, parts: list[str], open_turns: bool) -> None:
+def _html_run(run: RunNode, parts: list[str], open_turns: bool) -> None:
     for turn in run.turns:
         toks = fmt_tokens(turn.prompt_tokens + turn.completion_tokens)
         flag = " open" if open_turns else ""
         cached = " · cached" if turn.cached else ""
         parts.append(f"<details{flag}><summary>Turn {turn.turn} <span class='dim'>{toks} tokens · "
-                     f"{fmt_secs(turn.latency_s)}{cached} · {len(turn.codes)} code · "
+                     f"{fmt_secs(turn.latency_s)}{cached} · {len(turn.code)} code · "
                      f"{len(turn.subcalls)} sub-calls</span></summary>")
         text = collapse_fences(turn.text)
         if text:
             parts.append(f"<div class='dim'>model:</div><pre>{_e(clip(text, MAX_BLOCK_CHARS))}</pre>")
-        for code in turn.codes:
+        for code in turn.code:
             parts.append(highlight_python(clip(code.code, MAX_BLOCK_CHARS)))
             if code.stdout:
                 parts.append(f"<pre>{_e(clip(code.stdout, MAX_BLOCK_CHARS))}</pre>")
@@ -271,7 +332,7 @@ def _html_run(run: RunNodeView, parts: list[str], open_turns: bool) -> None:
         if turn.subcalls:
             parts.append(f"<details><summary>{len(turn.subcalls)} sub-calls</summary>")
             for sub in turn.subcalls[:MAX_SUBCALLS_LISTED]:
-                _html_subcall(sub, parts, open_turns)
+                _html_subcall(sub, parts)
             if len(turn.subcalls) > MAX_SUBCALLS_LISTED:
                 parts.append(f"<div class='dim'>… {len(turn.subcalls) - MAX_SUBCALLS_LISTED} more"
                              " sub-calls (see the live view or the JSONL log)</div>")
@@ -279,23 +340,23 @@ def _html_run(run: RunNodeView, parts: list[str], open_turns: bool) -> None:
         for child in turn.children:
             _html_child(child, parts, open_turns)
         parts.append("</details>")
+    for child in _loose_children(run):
+        _html_child(child, parts, open_turns)
 
 
-def _html_subcall(sub: SubCallNode, parts: list[str], open_turns: bool) -> None:
+def _html_subcall(sub: SubCallNode, parts: list[str]) -> None:
     toks = fmt_tokens(sub.prompt_tokens + sub.completion_tokens)
-    state = "error" if sub.error else ("cached" if sub.cached else ("done" if sub.done else "running"))
+    state = ("error" if sub.error else
+             ("cached" if sub.cached else ("done" if sub.finished else "running")))
     parts.append(f"<details><summary>{_e(one_line(sub.prompt_preview, 70))} <span class='dim'>"
                  f"{toks} tok · {fmt_secs(sub.latency_s)} · {state}</span></summary>"
                  f"<div class='dim'>prompt ({sub.prompt_chars:,} chars)</div>"
                  f"<pre>{_e(sub.prompt_preview)}</pre><div class='dim'>response</div>"
                  f"<pre{' class=err' if sub.error else ''}>{_e(sub.error or sub.response_preview)}"
-                 "</pre>")
-    for child in sub.children:
-        _html_child(child, parts, open_turns)
-    parts.append("</details>")
+                 "</pre></details>")
 
 
-def _html_child(child: RunNodeView, parts: list[str], open_turns: bool) -> None:
+def _html_child(child: RunNode, parts: list[str], open_turns: bool) -> None:
     parts.append(f"<details><summary>child RLM <code>{_e(child.run_id)}</code> "
                  f"{_e(one_line(child.question, 60))} <span class='dim'>{_e(child.status)}"
                  "</span></summary>")
@@ -307,9 +368,9 @@ def _html_child(child: RunNodeView, parts: list[str], open_turns: bool) -> None:
 
 def mimebundle(source: Any) -> dict[str, str]:
     """text/plain + text/markdown + text/html, for ``_repr_mimebundle_`` of results."""
-    tree = as_tree(source)
-    return {"text/plain": render_text(tree), "text/markdown": render_markdown(tree),
-            "text/html": render_html(tree)}
+    runs = as_runs(source)
+    return {"text/plain": render_text(runs), "text/markdown": render_markdown(runs),
+            "text/html": render_html(runs)}
 
 
 def result_events(result: Any) -> list[Any]:
@@ -327,16 +388,17 @@ def result_events(result: Any) -> list[Any]:
 
 def result_mimebundle(result: Any) -> dict[str, str]:
     """``RunResult._repr_mimebundle_`` delegates here: the answer first, the trajectory below."""
-    events = result_events(result)
-    if not events:
+    tree = getattr(result, "trajectory", None)
+    source: Any = tree if isinstance(tree, RunNode) else result_events(result)
+    if not source:
         text = repr(result)
         return {"text/plain": text, "text/html": f"<pre>{_e(text)}</pre>"}
-    bundle = mimebundle(events)
+    bundle = mimebundle(source)
     bundle["text/plain"] = repr(result) + "\n" + bundle["text/plain"]
     return bundle
 
 
 def render_events(events: Iterable[Any], fmt: str = "text") -> str:
     """Convenience for the CLI: ``fmt`` in text | markdown | html."""
-    tree = RunTree(events)
-    return {"text": render_text, "markdown": render_markdown, "html": render_html}[fmt](tree)
+    runs = fold(events).roots
+    return {"text": render_text, "markdown": render_markdown, "html": render_html}[fmt](runs)

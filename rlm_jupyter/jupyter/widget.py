@@ -7,6 +7,8 @@ Why this shape:
 - Streamed model chunks are merged while they wait in the buffer.
 - When the run ends the full list is synced once as the ``final_events`` trait, so views opened
   later, page reloads and saved widget state show the whole run (and replays start there).
+- The Python side folds the same events with the engine's ``Trajectory`` (for ``repr`` and the
+  static HTML/Markdown fallbacks); the browser folds its copy in ``widget.js``.
 - The Stop button sends a message that sets a ``threading.Event`` the engine watches; it works
   while the kernel is idle, i.e. for ``--background`` runs (a busy cell cannot receive clicks).
 """
@@ -22,10 +24,20 @@ from typing import Any, Iterable
 import anywidget
 import traitlets
 
+from rlm_jupyter.engine.events import Event
+from rlm_jupyter.engine.trajectory import Trajectory
 from rlm_jupyter.jupyter import render
-from rlm_jupyter.jupyter._tree import RunTree, event_dict
 
 _HERE = pathlib.Path(__file__).parent
+
+
+def event_dict(event: Any) -> dict[str, Any]:
+    """The JSON shape the browser gets: an ``Event``'s ``to_dict()`` or a JSONL dict as is."""
+    if isinstance(event, dict):
+        return event
+    if isinstance(event, Event):
+        return event.to_dict()
+    raise TypeError(f"not an RLM event: {event!r} (expected an Event or its to_dict() dict)")
 
 
 class RunWidget(anywidget.AnyWidget):
@@ -51,12 +63,12 @@ class RunWidget(anywidget.AnyWidget):
         self._interval = 1.0 / max_rate if max_rate > 0 else 0.0
         self._last_flush = 0.0
         self._timer: threading.Timer | None = None
-        self._tree = RunTree()
+        self._tree = Trajectory()
         self.messages_sent = 0
         self.on_msg(self._on_frontend_msg)
         initial = [event_dict(e) for e in events]
         for d in initial:
-            self._tree.feed(d)
+            self._tree.add(d)
         if initial:
             self._events = initial
             self._sent = len(initial)
@@ -71,7 +83,7 @@ class RunWidget(anywidget.AnyWidget):
     def push(self, event: Any) -> None:
         d = event_dict(event)
         with self._lock:
-            self._tree.feed(d)
+            self._tree.add(event)
             last = self._events[-1] if len(self._events) > self._sent else None
             if (d.get("type") == "model_chunk" and last is not None
                     and last.get("type") == "model_chunk"
@@ -162,18 +174,20 @@ class RunWidget(anywidget.AnyWidget):
             return list(self._events)
 
     @property
-    def tree(self) -> RunTree:
+    def tree(self) -> Trajectory:
+        """The engine's fold of the events so far (``.root`` is a ``RunNode``)."""
         return self._tree
 
     @property
     def status(self) -> str:
-        st = self._tree.status
+        root = self._tree.root
+        st = root.status if root is not None else "waiting"
         if st == "running" and not self.live:
-            return "incomplete" if self._tree.root else "waiting"
+            return "incomplete" if root is not None else "waiting"
         return st
 
     def __repr__(self) -> str:
-        t = self._tree.totals
+        t = self._tree.totals()
         return (f"<RLM live view: {self.status}, {t.turns} turns, {t.subcalls} sub-calls, "
                 f"{render.fmt_tokens(t.tokens)} tokens>")
 

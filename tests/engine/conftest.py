@@ -56,6 +56,9 @@ def rlm_for(tmp_path, sandbox_kind):
 
     def make(srv, **kwargs):
         kwargs.setdefault("sandbox", sandbox_kind)
+        # The engine suite exercises litellm's real HTTP path; test_http_transport.py covers
+        # the direct path that transport="auto" picks for OpenAI-compatible servers.
+        kwargs.setdefault("transport", "litellm")
         kwargs.setdefault("log_dir", str(tmp_path / "runs"))
         kwargs.setdefault("cell_timeout_s", 20)
         return RLM(model=srv.model, api_base=srv.base_url, api_key="scripted-key-123", **kwargs)

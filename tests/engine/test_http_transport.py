@@ -45,6 +45,17 @@ def test_requires_an_api_base(tmp_path):
         RLM(model="openai/x", transport="http", log_dir=str(tmp_path)).run("q", context="c")
 
 
+def test_auto_picks_http_only_for_openai_compatible_endpoints():
+    from rlm_jupyter.config import Settings
+
+    assert Settings.resolve(model="openai/x", api_base="http://h/v1").effective_transport == "http"
+    assert Settings.resolve(model="openai/gpt-4o-mini").effective_transport == "litellm"
+    assert Settings.resolve(model="anthropic/claude", api_base="http://h").effective_transport \
+        == "litellm"
+    assert Settings.resolve(model="openai/x", api_base="http://h/v1",
+                            transport="litellm").effective_transport == "litellm"
+
+
 def test_bad_transport_name_is_a_config_error():
     with pytest.raises(errors.ConfigError, match="transport"):
         RLM(model="openai/x", transport="carrier-pigeon")

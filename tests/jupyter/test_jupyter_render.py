@@ -6,34 +6,57 @@ import json
 
 from rlm_jupyter.engine.events import Event
 from rlm_jupyter.jupyter import render
-from rlm_jupyter.jupyter._tree import RunTree
+from rlm_jupyter.engine.trajectory import Trajectory, read_trajectory
 from rlm_jupyter.jupyter.progress import ProgressPrinter
 
 from jupyter_synth import synthetic_run
 
 
-def test_tree_folds_turns_subcalls_children() -> None:
-    tree = RunTree(synthetic_run(5))
+def test_displays_fold_with_the_engine_trajectory() -> None:
+    tree = render.fold(synthetic_run(5))
     root = tree.root
     assert root is not None and root.status == "ok"
     assert [t.turn for t in root.turns] == [1, 2]
     assert len(root.turns[1].subcalls) == 5
-    assert tree.totals.subcalls == 5 and tree.totals.subcalls_running == 0
-    child = root.turns[1].subcalls[0].children[0]
-    assert child.run_id == "child1" and child.answer == "42"
-    assert root.turns[0].text.startswith("Let me look")
-    assert tree.totals.cost_usd > 0
-    assert {b[0] for b in tree.budget_bars()} == {"turns", "sub-calls", "cost $"}
+    totals = tree.totals()
+    assert totals.subcalls == 5 and totals.subcalls_running == 0 and totals.child_runs == 1
+    child = root.turns[1].children[0]  # nested under sub-call "sub0", i.e. under turn 2
+    assert child.run_id == "child1" and child.answer == "42" and root.children == [child]
+    assert root.turns[0].text.startswith("Let me look") and root.turns[0].responded
+    assert root.turns[1].subcalls[0].prompt_chars == 2000
+    assert totals.cost_usd > 0
+    assert {b[0] for b in render.budget_bars(root, totals)} == {"turns", "sub-calls", "cost $"}
+    assert tree.roots == [root]
 
 
 def test_tree_accepts_jsonl_dicts_and_streaming_before_response() -> None:
     events = [json.loads(json.dumps(e.to_dict())) for e in synthetic_run(2, finished=False)]
-    tree = RunTree(events[:4])  # run, turn, two chunks: text streamed so far
-    assert tree.root.turns[0].streaming
+    tree = render.fold(events[:4])  # run, turn, two chunks: text streamed so far
+    assert tree.root.turns[0].streaming and not tree.root.turns[0].responded
     assert tree.root.turns[0].text == "Let me look at the context.\n```repl\nprint(len(context))\n```"
-    tree = RunTree(events)
-    assert tree.status == "running"
+    tree = render.fold(events)
+    assert tree.root.status == "running" and not tree.root.turns[0].streaming
     assert Event.from_dict(events[0]).type == "run_started"
+
+
+def test_log_starting_mid_run_still_renders() -> None:
+    events = synthetic_run(3)
+    tail = [e for e in events if e.type != "run_started"]  # no RunStarted for root or child
+    tree = Trajectory()
+    for e in tail:
+        tree.add(e.to_dict())
+    assert [r.run_id for r in tree.roots] == ["root01"]
+    assert tree.root.children[0].run_id == "child1"
+    text = render.render_text(tree)
+    assert "child RLM child1" in text and "Answer" in text
+
+
+def test_renderers_take_a_run_node(tmp_path) -> None:
+    log = tmp_path / "run.jsonl"
+    log.write_text("\n".join(json.dumps(e.to_dict()) for e in synthetic_run(3)) + "\n")
+    node = read_trajectory(log)
+    assert render.render_text(node) == render.render_text(synthetic_run(3))
+    assert "<strong>42</strong>" in render.render_html(node)
 
 
 def test_text_markdown_html() -> None:

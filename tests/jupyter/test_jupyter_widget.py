@@ -93,7 +93,7 @@ def test_two_thousand_subcalls_stay_cheap() -> None:
         w(e)
     w.finish()
     assert time.perf_counter() - start < 5.0
-    assert w.tree.totals.subcalls == 2000
+    assert w.tree.totals().subcalls == 2000
     assert repr(w).startswith("<RLM live view: ok, 3 turns, 2000 sub-calls")
 
 
