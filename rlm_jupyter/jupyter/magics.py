@@ -87,6 +87,10 @@ class RLMMagics(Magics):
     @argument("--background", "-b", action="store_true",
               help="Return at once; the live view's Stop button and `%%rlm stop` work.")
     @argument("--quiet", "-q", action="store_true", help="No live view; show only the answer.")
+    @argument("--no-cache", dest="cache", action="store_false", default=None,
+              help="Bypass the response cache for this run (it is on for temperature 0 / seed).")
+    @argument("--cache", dest="cache", action="store_true", default=None,
+              help="Use the response cache even for sampled replies.")
     @argument("--raw", action="store_true",
               help="Do not interpolate {var} in the question.")
     @no_var_expand
@@ -130,7 +134,7 @@ class RLMMagics(Magics):
             "api_base": self.api_base,
             "api_key": self.api_key,
             "log_dir": self.log_dir,
-            "cache": self.cache,
+            "cache": _first(pick("cache"), self.cache),
         }
         return {k: v for k, v in values.items() if v is not None}
 

@@ -411,3 +411,19 @@ def test_demo_and_help(shell: Shell, capsys, monkeypatch) -> None:
     assert "4921-ALPHA" in shell["res"]
     assert shell.run("%rlm").success and shell.run("%rlm help").success
     assert "%rlm replay" in capsys.readouterr().out
+
+
+def test_rerun_replays_from_cache_and_no_cache_bypasses_it(shell: Shell, tmp_path) -> None:
+    shell["doc"] = "the key is 42"
+    shell.magics.cache = None
+    with ScriptedServer(root=lambda req: list(ROOT)[req.turn - 1], sub="42 is here") as srv:
+        use_server(shell, srv)
+        cell = "%%rlm --context doc --out answer --quiet --cache\nWhat is the key?"
+        assert shell.run(cell).success
+        calls = len(srv.requests)
+        assert shell.run(cell).success  # the same cell again: answered from the cache
+        assert len(srv.requests) == calls and shell["answer_run"].cost_usd == 0
+        assert shell["answer_run"].usage[srv.model]["cached_calls"] == calls
+        nocache = "%%rlm --context doc --out answer --quiet --no-cache\nWhat is the key?"
+        assert shell.run(nocache).success
+        assert len(srv.requests) == 2 * calls
