@@ -36,7 +36,7 @@ def _live_workers() -> list[int]:
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc")
 def test_open_close_cycles_leave_nothing_behind() -> None:
     before = set(_live_workers())
-    for _ in range(30):
+    for _ in range(100):
         sb = open_sandbox("local", context="c", timeout_s=5)
         assert sb.execute("print(1)").stdout == "1\n"
         sb.close()
@@ -47,7 +47,7 @@ def test_open_close_cycles_leave_nothing_behind() -> None:
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc")
 def test_runs_killed_mid_cell_leave_nothing_behind() -> None:
     before = set(_live_workers())
-    for _ in range(10):
+    for _ in range(20):
         sb = open_sandbox("local", context="c", timeout_s=30)
         results: list = []
 
