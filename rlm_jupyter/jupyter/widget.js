@@ -2,7 +2,7 @@
 //
 // The kernel sends the run as an append-only event list in batches ({kind:"batch", start,
 // events}); this file folds events into a tree (runs -> turns -> code / sub-calls / child runs)
-// exactly like rlm_jupyter/jupyter/_tree.py, and patches the DOM incrementally so a run with
+// like the engine's Trajectory (rlm_jupyter/engine/trajectory.py) does in Python, and patches the DOM incrementally so a run with
 // thousands of sub-calls stays responsive. When the run ends the whole list is also synced once
 // as the `final_events` trait, so reloaded pages and saved widget state show the full run.
 
