@@ -47,8 +47,8 @@ Start by writing a ```repl block to inspect `context`.\
 """
 
 CONTINUE_MESSAGE = (
-    "Question: {question}\n\nDoes the output above answer the question? If not, write a new, "
-    "different ```repl block. If it does, reply with only this line: FINAL(<the answer>)"
+    "Question: {question}\n\nIf the output above answers the question, reply with only this "
+    "line: FINAL(<the answer>). Otherwise write a new, different ```repl block."
 )
 
 REPEATED_CODE_NOTE = (
