@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         "cut from the end to fit, then the question). RLM: the same model as root and sub-model, "
         f"`max_iterations={args.max_iterations}`, `timeout_s={args.rlm_timeout:.0f}`, "
         f"sandbox `{args.sandbox}`, temperature 0. "
-        + (f"Plain-call rows reused from `{args.plain_from}` (same model, server and tasks; "
-           "temperature 0). " if args.plain_from else "")
+        + (f"Plain-call rows of the tasks found in `{args.plain_from}` are reused from that "
+           "earlier run (same model, server and tasks; temperature 0). " if args.plain_from else "")
         + "Scores: S-NIAH needle found (1/0); OOLONG "
         "counts 0.75^|error|, labels exact; pairs F1. Token counts are the model's own "
         "tokenizer (context) and the server's usage reports (calls). Local models cost $0. "

@@ -8,6 +8,7 @@ everything a sub-call touches is thread-safe.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from rlm_jupyter.engine import prompts
 from rlm_jupyter.engine.budget import Budget
 from rlm_jupyter.engine.context import describe_context, normalize_context, type_name
 from rlm_jupyter.engine.llm import LLMClient, LLMReply
-from rlm_jupyter.engine.parsing import parse_reply
+from rlm_jupyter.engine.parsing import is_placeholder, parse_reply
 
 PREVIEW_CHARS = 300
 MAX_PROMPT_CHARS = 2_000_000
@@ -91,6 +92,8 @@ class Run:
         self.sandbox: Any = None
         self.started = time.monotonic()
         self._seen_code: set[str] = set()
+        self._outputs: list[str] = []
+        self._grounding_checked = False
         self._opener: _Background | None = None
 
     # -- events ---------------------------------------------------------------------------
@@ -286,16 +289,25 @@ class Run:
                 raise errors.RunCancelled("The run was cancelled.")
             if self.tree.budget.exceeded is not None:
                 raise self.tree.budget.exceeded
+            self._outputs.append(result.stdout)
             if result.final is not None:
-                return result.final, ""
+                if not is_placeholder(result.final):
+                    return result.final, ""
+                notes.append(prompts.PLACEHOLDER_NOTE.format(value=result.final))
             if result.answer.get("ready"):
                 return str(result.answer.get("content", "")), ""
             outputs.append(_format_output(result))
         if parsed.final is not None:
             if parsed.final.kind == "text":
-                if not parsed.code_blocks:
-                    return parsed.final.value, ""
-                notes.append(prompts.FINAL_WITH_CODE_NOTE)
+                value = parsed.final.value
+                if parsed.code_blocks:
+                    notes.append(prompts.FINAL_WITH_CODE_NOTE)
+                elif is_placeholder(value):
+                    notes.append(prompts.PLACEHOLDER_NOTE.format(value=value))
+                elif self._ungrounded(value):
+                    notes.append(prompts.UNGROUNDED_NOTE.format(value=value))
+                else:
+                    return value, ""
             else:
                 value = self.sandbox.get_variable(parsed.final.value)
                 if value is not None:
@@ -307,6 +319,21 @@ class Run:
         if not parsed.code_blocks and not notes:
             return None, prompts.NO_CODE_MESSAGE
         return None, prompts.execution_feedback(outputs, self.question, notes)
+
+    def _ungrounded(self, value: str) -> bool:
+        """A bare number that no output ever showed: small models invent them (``FINAL(12345)``).
+
+        Checked once per run and only for a lone number after code has run, so a model that
+        really computed the value in its head loses one turn at most.
+        """
+        if self._grounding_checked or not self._outputs:
+            return False
+        token = value.strip().rstrip(".")
+        if not re.fullmatch(r"-?[\d,]*\d(\.\d+)?", token):
+            return False
+        self._grounding_checked = True
+        pattern = re.compile(rf"(?<![\d.]){re.escape(token)}(?![\d])")
+        return not any(pattern.search(out) for out in self._outputs)
 
     def _wait_for_sandbox(self) -> None:
         opener = getattr(self, "_opener", None)

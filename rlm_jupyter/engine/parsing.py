@@ -50,6 +50,7 @@ def _split_fences(text: str) -> tuple[list[str], list[str]]:
     prose: list[str] = []
     current: list[str] | None = None
     runnable = False
+    lang = ""
     fence_char = "`"
     for line in lines:
         match = _FENCE.match(line)
@@ -62,13 +63,13 @@ def _split_fences(text: str) -> tuple[list[str], list[str]]:
             prose.append(line)
         else:
             if match and match.group(1)[0] == fence_char and not match.group(2):
-                _close(blocks, current, runnable)
+                _close(blocks, current, runnable, lang)
                 current = None
                 continue
             current.append(line)
     if current is not None:
         if current and any(s.strip() for s in current):
-            _close(blocks, current, runnable)
+            _close(blocks, current, runnable, lang)
         elif not blocks:
             # A lone fence at the end: the opening fence was forgotten. Recover the code above
             # it, back to the last blank-line-separated paragraph that still parses.
@@ -79,10 +80,21 @@ def _split_fences(text: str) -> tuple[list[str], list[str]]:
     return blocks, prose
 
 
-def _close(blocks: list[str], lines: list[str], runnable: bool) -> None:
+def _close(blocks: list[str], lines: list[str], runnable: bool, lang: str = "repl") -> None:
     code = "\n".join(lines).strip("\n")
-    if runnable and code.strip():
-        blocks.append(code)
+    if not runnable or not code.strip():
+        return
+    if lang == "" and not _parses(code):
+        return  # a bare fence around echoed output or prose, not code
+    blocks.append(code)
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 def _recover_unfenced(prose: list[str]) -> tuple[str, list[str]] | None:
@@ -104,6 +116,16 @@ def _looks_like_code(text: str) -> bool:
         if isinstance(node, ast.Expr) and isinstance(node.value, (ast.Name, ast.Constant)):
             return False
     return True
+
+
+_PLACEHOLDER = re.compile(
+    r"^\s*(<[^<>]*>|\.\.\.|…|(your|the|final|best)?\s*answer(\s+here)?|x|value|result)\s*$",
+    re.IGNORECASE)
+
+
+def is_placeholder(value: str) -> bool:
+    """``<the answer>``, ``your answer``, ``...``: an example copied, not an answer."""
+    return bool(_PLACEHOLDER.match(value))
 
 
 def find_final(prose: str) -> FinalMarker | None:

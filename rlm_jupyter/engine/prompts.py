@@ -56,6 +56,15 @@ REPEATED_CODE_NOTE = (
     "different: another search term, the text around a match, or llm_query on a chunk."
 )
 
+PLACEHOLDER_NOTE = (
+    "FINAL({value}) is a placeholder, not an answer: put the actual answer inside FINAL(...)."
+)
+
+UNGROUNDED_NOTE = (
+    "Your answer {value} does not appear in any output your code printed. Print the evidence "
+    "first (the lines that contain it), then reply with FINAL."
+)
+
 FINAL_WITH_CODE_NOTE = (
     "Your FINAL(...) was ignored because it came in the same reply as code whose output you had "
     "not seen yet. If the output confirms it, reply with the FINAL line alone."

@@ -40,3 +40,8 @@ def test_final_text_is_never_evaluated():
     parsed = parse_reply("FINAL(__import__('os').system('echo hacked'))")
     assert parsed.final == FinalMarker("text", "__import__('os').system('echo hacked')")
     assert parsed.code_blocks == []
+
+
+def test_bare_fence_around_echoed_output_is_not_code():
+    assert parse_reply("```\nOutput: 42 lines found\n```\nFINAL(42)").code_blocks == []
+    assert parse_reply("```repl\nprint(1)\n```\n```\nx = 2\n```").code_blocks == ["print(1)", "x = 2"]

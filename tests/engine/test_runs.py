@@ -456,3 +456,21 @@ def test_cancel_abandons_calls_in_flight(server_factory, rlm_for):
     assert result.status == "cancelled"
     code = result.trajectory.turns[0].code
     assert not code or "Cancelled" in (code[0].error or "")
+
+
+@pytest.mark.parametrize("reply", ["FINAL(<the answer>)", "FINAL(your answer)",
+                                   fence("FINAL('<answer>')")])
+def test_placeholder_final_is_refused(server_factory, rlm_for, reply):
+    srv = server_factory(root=[reply, "FINAL(real)"])
+    result = rlm_for(srv).run("q", context="c")
+    assert result.answer == "real"
+    assert "placeholder" in last_user(srv.requests.roots()[1])
+
+
+def test_invented_number_is_checked_against_the_outputs_once(server_factory, rlm_for):
+    srv = server_factory(root=[fence("print(24)"), "FINAL(2)", "FINAL(2)"])
+    result = rlm_for(srv).run("q", context="c")
+    assert result.answer == "2"  # refused once, accepted when the model insists
+    assert "does not appear in any output" in last_user(srv.requests.roots()[2])
+    grounded = server_factory(root=[fence("print('total:', 24)"), "FINAL(24)"])
+    assert rlm_for(grounded).run("q", context="c").answer == "24"
