@@ -221,7 +221,7 @@ class Run:
         parsed = parse_reply(reply.text)
         best = None
         if parsed.final is not None and parsed.final.kind == "text":
-            best = parsed.final.value
+            best = None if is_placeholder(parsed.final.value) else parsed.final.value
         elif parsed.final is not None:
             self._wait_for_sandbox()
             best = self.sandbox.get_variable(parsed.final.value)

@@ -119,7 +119,8 @@ def _looks_like_code(text: str) -> bool:
 
 
 _PLACEHOLDER = re.compile(
-    r"^\s*(<[^<>]*>|\.\.\.|…|(your|the|final|best)?\s*answer(\s+here)?|x|value|result)\s*$",
+    r"^\s*(<[^<>]*>|\.\.\.|…|((your|the|final|best|actual|real)\s+)*answer(\s+here)?|x|value"
+    r"|result)\s*$",
     re.IGNORECASE)
 
 

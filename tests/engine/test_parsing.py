@@ -45,3 +45,13 @@ def test_final_text_is_never_evaluated():
 def test_bare_fence_around_echoed_output_is_not_code():
     assert parse_reply("```\nOutput: 42 lines found\n```\nFINAL(42)").code_blocks == []
     assert parse_reply("```repl\nprint(1)\n```\n```\nx = 2\n```").code_blocks == ["print(1)", "x = 2"]
+
+
+@pytest.mark.parametrize("value,placeholder", [
+    ("<the answer>", True), ("your best answer", True), ("the actual answer", True), ("...", True),
+    ("42", False), ("The answer is 42", False), ("billing", False),
+])
+def test_placeholders(value, placeholder):
+    from rlm_jupyter.engine.parsing import is_placeholder
+
+    assert is_placeholder(value) is placeholder
