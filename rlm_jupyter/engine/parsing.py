@@ -38,7 +38,8 @@ def parse_reply(text: str) -> ParsedReply:
     blocks, prose_lines = _split_fences(text)
     if not blocks and "```" not in text and "~~~" not in text:
         candidate = text.strip()
-        if candidate and _looks_like_code(candidate) and not _FINAL_LINE.match(candidate):
+        is_final = _FINAL_LINE.match(candidate) or _FINAL_LOOSE.match(candidate)
+        if candidate and not is_final and _looks_like_code(candidate):
             blocks, prose_lines = [candidate], []
     prose = "\n".join(prose_lines)
     return ParsedReply(code_blocks=blocks, final=find_final(prose), prose=prose)
@@ -129,11 +130,23 @@ def is_placeholder(value: str) -> bool:
     return bool(_PLACEHOLDER.match(value))
 
 
+_FINAL_LOOSE = re.compile(r"^\s*(?:\*\*)?FINAL\s*[:,]\s*(.+)$", re.MULTILINE)
+
+
 def find_final(prose: str) -> FinalMarker | None:
-    """The first FINAL(...) or FINAL_VAR(...) that starts a line of prose."""
+    """The first FINAL(...) or FINAL_VAR(...) that starts a line of prose.
+
+    Small models also write ``FINAL: 42`` or ``FINAL, (42)``; those count too.
+    """
     match = _FINAL_LINE.search(prose)
     if not match:
-        return None
+        loose = _FINAL_LOOSE.search(prose)
+        if not loose:
+            return None
+        value = loose.group(1).strip().strip("*").strip()
+        if value.startswith("(") and value.endswith(")"):
+            value = value[1:-1].strip()
+        return FinalMarker("text", value.strip("'\"").strip())
     kind = match.group(1)
     rest = prose[match.end():]
     body = _balanced_argument(rest)

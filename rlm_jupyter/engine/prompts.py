@@ -47,9 +47,9 @@ Start by writing a ```repl block to inspect `context`.\
 """
 
 CONTINUE_MESSAGE = (
-    "Question: {question}\n\nIf the output above answers the question, reply with one line: "
-    "FINAL, then the answer itself in parentheses. Otherwise write a new, different ```repl "
-    "block."
+    "Question: {question}\n\nIf the output above answers the question, reply with only "
+    "FINAL(...) with the answer itself inside the parentheses. Otherwise write a new, "
+    "different ```repl block."
 )
 
 REPEATED_CODE_NOTE = (

@@ -55,3 +55,10 @@ def test_placeholders(value, placeholder):
     from rlm_jupyter.engine.parsing import is_placeholder
 
     assert is_placeholder(value) is placeholder
+
+
+@pytest.mark.parametrize("text,value", [
+    ("FINAL: 42", "42"), ("FINAL, (billing)", "billing"), ("**FINAL:** 'x y'", "x y"),
+])
+def test_loose_final_forms_from_small_models(text, value):
+    assert parse_reply(text).final == FinalMarker("text", value)
