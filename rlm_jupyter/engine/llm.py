@@ -87,9 +87,6 @@ def _is_retryable(exc: BaseException) -> bool:
                  litellm.BadGatewayError)
     if isinstance(exc, retryable):
         return True
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and (status in (408, 409, 429) or status >= 500):
-        return True
     # A malformed body surfaces as a generic APIError or a JSON error: worth one more try.
     return isinstance(exc, (litellm.APIError, ValueError)) and not isinstance(
         exc, (litellm.AuthenticationError, litellm.BadRequestError, litellm.NotFoundError))

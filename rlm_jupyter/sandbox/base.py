@@ -68,6 +68,16 @@ class Sandbox(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+def checked_functions(functions: HostFunctions | None) -> dict[str, Callable[..., Any]]:
+    """A private copy of ``functions``; names must be public identifiers, as sandboxed code
+    cannot reach names starting with ``_``."""
+    checked = dict(functions or {})
+    for name in checked:
+        if not name.isidentifier() or name.startswith("_"):
+            raise ValueError(f"host function name {name!r} must be a public identifier")
+    return checked
+
+
 class SandboxError(RuntimeError):
     """The sandbox backend itself failed (not the user's code): it could not start, or died
     and could not be restarted. The message says what to do next."""

@@ -421,14 +421,6 @@ class DockerSandbox(WorkerSandbox):
         assert self._proc.stdin is not None and self._proc.stdout is not None
         return self._proc.stdin, self._proc.stdout
 
-    def _drain_stderr(self, proc: "subprocess.Popen[bytes]") -> None:
-        assert proc.stderr is not None
-        try:
-            for chunk in iter(lambda: proc.stderr.read1(4096), b""):  # type: ignore[union-attr]
-                self._stderr_tail = (self._stderr_tail + chunk)[-8192:]
-        except (OSError, ValueError):
-            pass
-
     def _kill(self) -> None:
         proc, name = self._proc, self._container
         reader, self._reader = self._reader, None

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from .base import ExecResult, HostFunctions, SandboxError
+from .base import ExecResult, HostFunctions, SandboxError, checked_functions
 from .policy import Repl
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -53,10 +53,7 @@ class InProcessSandbox:
                  watchdog_interval_s: float = 0.05, **options: Any) -> None:
         if options:
             raise TypeError(f"unknown sandbox option(s): {', '.join(sorted(options))}")
-        self._functions: dict[str, Callable[..., Any]] = dict(functions or {})
-        for name in self._functions:
-            if not name.isidentifier() or name.startswith("_"):
-                raise ValueError(f"host function name {name!r} must be a public identifier")
+        self._functions: dict[str, Callable[..., Any]] = checked_functions(functions)
         self.timeout_s = float(timeout_s)
         self.grace_s = float(grace_s)
         #: Growth of the kernel's RSS during one cell that stops the cell (MB).

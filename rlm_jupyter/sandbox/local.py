@@ -26,7 +26,7 @@ import time
 import weakref
 from typing import IO, Any, Callable
 
-from .base import ExecResult, HostFunctions, SandboxError
+from .base import ExecResult, HostFunctions, SandboxError, checked_functions
 from .protocol import (DEFAULT_LIMITS, MAX_WORKER_LINE, ProtocolError, make_init,
                        read_message, worker_path, write_message)
 
@@ -80,10 +80,7 @@ class WorkerSandbox:
             raise TypeError(f"unknown sandbox option(s): {', '.join(sorted(options))}")
         self._context = context
         self._has_context = context is not None
-        self._functions: dict[str, Callable[..., Any]] = dict(functions or {})
-        for name in self._functions:
-            if not name.isidentifier() or name.startswith("_"):
-                raise ValueError(f"host function name {name!r} must be a public identifier")
+        self._functions: dict[str, Callable[..., Any]] = checked_functions(functions)
         self.timeout_s = float(timeout_s)
         self.grace_s = float(grace_s)
         #: Extra time a cell may spend compiling before it starts running (huge cells).
@@ -112,6 +109,15 @@ class WorkerSandbox:
             raise
 
     # ---- subclass hooks -----------------------------------------------------------------
+
+    def _drain_stderr(self, proc: "subprocess.Popen[bytes]") -> None:
+        """Keep the last 8 KB of the worker's stderr (for crash messages); never block it."""
+        assert proc.stderr is not None
+        try:
+            for chunk in iter(lambda: proc.stderr.read1(4096), b""):  # type: ignore[union-attr]
+                self._stderr_tail = (self._stderr_tail + chunk)[-8192:]
+        except (OSError, ValueError):
+            pass
 
     def _spawn(self, context_bytes: int) -> tuple[IO[bytes], IO[bytes]]:  # pragma: no cover
         raise NotImplementedError
@@ -458,14 +464,6 @@ class LocalSandbox(WorkerSandbox):
         threading.Thread(target=self._drain_stderr, args=(self._proc,), daemon=True,
                          name="rlm-sandbox-stderr").start()
         return os.fdopen(to_w, "wb"), os.fdopen(from_r, "rb")
-
-    def _drain_stderr(self, proc: "subprocess.Popen[bytes]") -> None:
-        assert proc.stderr is not None
-        try:
-            for chunk in iter(lambda: proc.stderr.read1(4096), b""):  # type: ignore[union-attr]
-                self._stderr_tail = (self._stderr_tail + chunk)[-8192:]
-        except (OSError, ValueError):
-            pass
 
     def _kill(self) -> None:
         proc = self._proc
