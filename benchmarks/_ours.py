@@ -29,14 +29,31 @@ def _server(policy: str, latency_s: float = 0.0, **kw: Any) -> Any:
 
 
 def transports() -> list[str]:
-    """The engine's LLM transports: litellm (the default) and, where the engine has it, the
-    direct HTTP path for OpenAI-compatible servers (``RLM(transport="http")``)."""
+    """The engine's LLM transports: litellm and, where the engine has it, the direct HTTP path
+    for OpenAI-compatible servers (``RLM(transport="http")``)."""
     from dataclasses import fields
 
     from rlm_jupyter.config import Settings
 
     return ["litellm", "http"] if "transport" in {f.name for f in fields(Settings)} \
         else ["litellm"]
+
+
+def default_transport() -> str:
+    """The transport a user gets without choosing one (``transport="auto"``) for the scripted
+    server: an OpenAI-compatible endpoint at an ``api_base``. Targets are judged on it; the other
+    transport's rows are for reference."""
+    from rlm_jupyter.config import Settings
+
+    try:
+        return Settings.resolve(model="openai/scripted", api_base="http://127.0.0.1:1/v1"
+                                ).effective_transport
+    except AttributeError:  # an engine without transports
+        return "litellm"
+
+
+def _judged(transport: str) -> bool:
+    return transport == default_transport()
 
 
 def _rlm(srv: Any, sandbox: str, workdir: Path, **kw: Any) -> Any:
@@ -73,7 +90,9 @@ def batch(backends: list[str], workdir: Path, n: int = 64, latency_s: float = 0.
         f"`llm_query_batched` of {n} prompts from one cell, {latency_s * 1000:.0f} ms server "
         f"latency per request, `concurrency={concurrency}`. The value is the cell's duration as "
         f"the sandbox reports it (`CodeExecuted.duration_s`); the lower bound is "
-        f"ceil({n}/{concurrency}) x {latency_s} s. Median of {repeats} runs.")
+        f"ceil({n}/{concurrency}) x {latency_s} s. Median of {repeats} runs. The target is "
+        f"judged on the default transport for this server (`transport={default_transport()}`); "
+        f"the other transport's rows are for reference.")
     bound = math.ceil(n / concurrency) * latency_s
     for backend, transport in [(b, t) for b in backends for t in transports()]:
         cells, spans = [], []
@@ -91,10 +110,12 @@ def batch(backends: list[str], workdir: Path, n: int = 64, latency_s: float = 0.
             spans.append(max(ends) - min(starts))
         value = median(cells)
         ratio = value / bound
+        judged = _judged(transport)
         section.figures.append(Figure(
-            f"{n} sub-calls, {backend}, transport={transport}", value, bound=bound,
-            target="ratio <= 1.10",
-            ok=ratio <= 1.10,
+            f"{n} sub-calls, {backend}, transport={transport}"
+            + ("" if judged else " (reference)"), value, bound=bound,
+            target="ratio <= 1.10" if judged else "",
+            ok=ratio <= 1.10 if judged else None,
             note=f"first start to last finish {fmt(median(spans), 's')}; "
                  f"runs {', '.join(fmt(c, 's') for c in cells)}"))
     return section
@@ -177,10 +198,17 @@ def turns(backends: list[str], workdir: Path, n_turns: int = 40, repeats: int = 
         f"turns); median of {repeats} runs. The first turn is left out (it also waits for the "
         f"sandbox, which the engine starts behind the first model call), and so is closing the "
         f"sandbox after the answer. The stage breakdown below is per turn, from the mean. "
-        f"`transport=litellm` is the default; `transport=http` is the engine's direct HTTP "
-        f"path for OpenAI-compatible servers. \"With a listener\" passes `on_event` (as the "
-        f"widget does), which makes the engine stream the root replies. The stages are "
-        f"exclusive times measured by wrapping the engine's functions in place.")
+        f"The targets are judged on the transport a user gets by default "
+        f"(`transport=\"auto\"`), which for this server (OpenAI-compatible, at an `api_base`) "
+        f"is `transport={default_transport()}`, the engine's direct HTTP path; the rows of the "
+        f"other transport are for reference only (`transport=litellm`, which the engine uses "
+        f"for every other provider: that time is litellm's and the openai SDK's). \"With a "
+        f"listener\" passes `on_event` (as the widget does), which makes the engine stream "
+        f"the root replies (streamed text reaches the listener in pieces at most every 50 ms). "
+        f"The server's own time is what its request handler spends; reading and parsing the "
+        f"HTTP request in the scripted server (a Python `http.server`) happens before that, so "
+        f"it counts as overhead here. The stages are exclusive times measured by wrapping the "
+        f"engine's functions in place.")
     details: dict[str, Any] = {}
     stage_rows = []
     modes = [(t, listener) for t in transports() for listener in (False, True)]
@@ -192,11 +220,13 @@ def turns(backends: list[str], workdir: Path, n_turns: int = 40, repeats: int = 
             mid = runs[len(runs) // 2]
             per_turn = mid["overhead_per_turn_s"]
             target = TURN_TARGET_MS[backend]
+            judged = _judged(transport)
             label = (f"transport={transport}"
                      + (", with a listener (streamed)" if listener else ", no listener"))
             section.figures.append(Figure(
-                f"{backend}, {label}", per_turn, target=f"<= {target:g} ms",
-                ok=per_turn * 1000 <= target,
+                f"{backend}, {label}" + ("" if judged else " (reference)"), per_turn,
+                target=f"<= {target:g} ms" if judged else "",
+                ok=per_turn * 1000 <= target if judged else None,
                 note=f"runs: {', '.join(fmt(r['overhead_per_turn_s'], 's') for r in runs)}; "
                      f"mean turn {fmt(mid['mean_overhead_per_turn_s'], 's')}; "
                      f"a turn early in the run {fmt(mid['early_turn_s'], 's')}, late "

@@ -170,9 +170,12 @@ class RLM:
 
 
 def _close_on_cancel(tree: RunTree, done: threading.Event) -> None:
-    """Stop a cell that is running when the user cancels: closing the sandbox kills it."""
+    """Stop what runs when the user cancels: hang up the model calls in flight (the direct
+    HTTP path waits on them on the run's own threads) and close the sandboxes, which kills a
+    running cell."""
     while not done.is_set():
         if tree.cancel.wait(0.05):
+            tree.client.abort_in_flight()
             tree.close_all_sandboxes()
             return
 

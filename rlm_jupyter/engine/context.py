@@ -41,8 +41,9 @@ def describe_context(context: Any) -> str:
         return "empty (None)."
     if isinstance(context, str):
         lines = context.count("\n") + 1
-        return (f"a str of {len(context):,} characters in {lines:,} lines. "
-                f"It starts:\n{_preview(context)!r}")
+        return (f"a str of {len(context):,} characters in {lines:,} lines. Its first lines "
+                f"(only a preview: the variable `context` holds all of it):\n"
+                f"{_first_lines(context)}")
     if name == "pandas.DataFrame":
         cols = ", ".join(f"{c} ({t})" for c, t in list(context.dtypes.astype(str).items())[:30])
         return (f"a pandas DataFrame with {len(context):,} rows and {context.shape[1]} columns: "
@@ -62,6 +63,17 @@ def describe_context(context: Any) -> str:
         return (f"a {name} of {len(context):,} items ({_size(context)} characters in all). "
                 f"The first item: {first}")
     return f"a {name}: {_preview(repr(context), 200)}"
+
+
+def _first_lines(text: str, lines: int = 5, width: int = 160) -> str:
+    """The first few lines as the model would print them, each cut to ``width`` characters.
+
+    Shown as text, not ``repr``: a repr with ``\\n`` escapes invites a small model to retype
+    it as a string literal and analyse that instead of the data.
+    """
+    head = text[: lines * (width + 1) + 1].split("\n")[:lines]
+    shown = [line if len(line) <= width else line[:width] + "..." for line in head]
+    return "\n".join(f"    {line}" for line in shown)
 
 
 def _size(value: Any) -> str:

@@ -18,6 +18,12 @@ from typing import Any, Callable
 
 from rlm_jupyter import errors
 from rlm_jupyter.engine.cache import ResponseCache, cache_key
+from rlm_jupyter.engine.http_transport import ConnectFailure, InFlight, TransportFailure
+
+#: Streamed text reaches ``on_delta`` at most this often (plus once at the end of the reply):
+#: a model streaming 100 tokens/s would otherwise cost one event per token, and the widget
+#: redraws 10 times a second at most anyway.
+DELTA_INTERVAL_S = 0.05
 
 _litellm: Any = None
 _import_lock = threading.Lock()
@@ -75,11 +81,42 @@ class RateLimitGate:
                 time.sleep(min(delay, 0.25))
 
 
+class _Coalescer:
+    """Passes streamed text on in pieces, at most every ``interval_s``; ``flush()`` the rest.
+
+    The first piece goes out at once (time to first token is what a viewer notices); later
+    ones wait for the next piece that arrives after the interval, or for the final flush, so
+    every character arrives, in order.
+    """
+
+    __slots__ = ("_sink", "_interval", "_parts", "_due")
+
+    def __init__(self, sink: Callable[[str], None], interval_s: float) -> None:
+        self._sink = sink
+        self._interval = interval_s
+        self._parts: list[str] = []
+        self._due = 0.0
+
+    def __call__(self, delta: str) -> None:
+        self._parts.append(delta)
+        now = time.monotonic()
+        if now >= self._due:
+            self._due = now + self._interval
+            self.flush()
+
+    def flush(self) -> None:
+        if self._parts:
+            text = "".join(self._parts)
+            self._parts.clear()
+            self._sink(text)
+
+
 def _is_retryable(exc: BaseException) -> bool:
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         return status in (408, 409, 429) or status >= 500
-    if type(exc).__module__.startswith("httpx") or isinstance(exc, json.JSONDecodeError):
+    if isinstance(exc, (TransportFailure, json.JSONDecodeError)) or \
+            type(exc).__module__.startswith("httpx"):
         return True  # connection drops, read timeouts, a malformed body
     litellm = get_litellm()
     retryable = (litellm.RateLimitError, litellm.InternalServerError,
@@ -129,14 +166,32 @@ class LLMClient:
         self.gate = RateLimitGate()
         self.slots = threading.BoundedSemaphore(max(1, concurrency))
         self.cancel = cancel
+        self._in_flight = InFlight()
 
     def complete(self, model: str, messages: list[dict[str, Any]], *, stream: bool = False,
                  on_delta: Callable[[str], None] | None = None,
-                 timeout_s: float | None = None) -> LLMReply:
-        """One chat completion with retries; raises :class:`errors.LLMCallError` at the end."""
+                 timeout_s: float | None = None,
+                 sampling: dict[str, Any] | None = None) -> LLMReply:
+        """One chat completion with retries; raises :class:`errors.LLMCallError` at the end.
+
+        ``sampling`` overrides the run's sampling parameters for this call only (the engine
+        raises the temperature once to break a small model's verbatim loop).
+        """
+        params = {**self.litellm_kwargs, **sampling} if sampling else self.litellm_kwargs
+        deltas = _Coalescer(on_delta, DELTA_INTERVAL_S) if on_delta is not None else None
+        try:
+            return self._complete(model, messages, stream=stream, on_delta=deltas,
+                                  timeout_s=timeout_s, params=params)
+        finally:
+            if deltas is not None:
+                deltas.flush()  # the rest of the text, before the caller sees the reply
+
+    def _complete(self, model: str, messages: list[dict[str, Any]], *, stream: bool,
+                  on_delta: Callable[[str], None] | None, timeout_s: float | None,
+                  params: dict[str, Any]) -> LLMReply:
         key = None
         if self.cache is not None:
-            key = cache_key(model, messages, self.litellm_kwargs, self.api_base)
+            key = cache_key(model, messages, params, self.api_base)
             hit = self.cache.get(key)
             if hit is not None:
                 if on_delta and hit.get("text"):
@@ -168,7 +223,7 @@ class LLMClient:
                     self.gate.wait(self.cancel)
                     self._raise_if_cancelled()
                     reply = self._call(model, messages, stream=stream, on_delta=on_delta,
-                                       timeout_s=timeout_s)
+                                       timeout_s=timeout_s, params=params)
         except errors.RLMError:
             raise
         except Exception as exc:  # noqa: BLE001 - everything from the provider becomes one type
@@ -187,17 +242,27 @@ class LLMClient:
             raise errors.RunCancelled("The run was cancelled.")
 
     def _call(self, model: str, messages: list[dict[str, Any]], *, stream: bool,
-              on_delta: Callable[[str], None] | None, timeout_s: float | None) -> LLMReply:
+              on_delta: Callable[[str], None] | None, timeout_s: float | None,
+              params: dict[str, Any]) -> LLMReply:
         """One attempt, abandoned at once when the run is cancelled.
 
-        An HTTP call in flight cannot be interrupted, so it runs on its own daemon thread and
-        the caller stops waiting on cancel; the abandoned reply is dropped (and not charged).
+        The direct HTTP path runs on the caller's thread: a cancel hangs its connection up
+        (:meth:`abort_in_flight`, which ``RLM.run``'s cancel watcher calls), and a thread per
+        call would cost ~0.1 ms and GIL hand-offs. A litellm call (or one through a proxy) in
+        flight cannot be interrupted, so it runs on its own daemon thread and the caller stops
+        waiting on cancel; the abandoned reply is dropped (and not charged).
         """
         def attempt() -> LLMReply:
             with self.slots:
                 return self._once(model, messages, stream=stream, on_delta=on_delta,
-                                  timeout_s=timeout_s)
+                                  timeout_s=timeout_s, params=params)
 
+        if self._http is not None and self._http.abortable:
+            try:
+                return attempt()
+            except Exception:
+                self._raise_if_cancelled()  # the cancel cut the call: say so, not "reset"
+                raise
         if self.cancel is None:
             return attempt()
         box: list[Any] = []
@@ -224,21 +289,29 @@ class LLMClient:
         if self.cancel is not None and self.cancel.is_set():
             raise errors.RunCancelled("The run was cancelled.")
 
+    def abort_in_flight(self) -> None:
+        """Hang up this client's HTTP calls in flight, and refuse new ones (on cancel).
+
+        Only the direct HTTP path can be cut this way; litellm calls are abandoned instead.
+        """
+        self._in_flight.abort()
+
     def close(self) -> None:
         """Nothing to free: HTTP connection pools are shared per endpoint for the process."""
 
     def _once(self, model: str, messages: list[dict[str, Any]], *, stream: bool,
-              on_delta: Callable[[str], None] | None, timeout_s: float | None) -> LLMReply:
+              on_delta: Callable[[str], None] | None, timeout_s: float | None,
+              params: dict[str, Any]) -> LLMReply:
         if self._http is not None:
             text, prompt_tokens, completion_tokens = self._http.complete(
-                model, messages, self.litellm_kwargs, stream=stream, on_delta=on_delta,
-                timeout_s=timeout_s or self.request_timeout_s)
-            cost, priced = _cost_from_tokens(model, prompt_tokens, completion_tokens)
+                model, messages, params, stream=stream, on_delta=on_delta,
+                timeout_s=timeout_s or self.request_timeout_s, in_flight=self._in_flight)
+            cost, priced = _cost(model, prompt_tokens, completion_tokens)
             return LLMReply(text=text, model=model, prompt_tokens=prompt_tokens,
                             completion_tokens=completion_tokens, cost_usd=cost, latency_s=0.0,
                             priced=priced)
         litellm = get_litellm()
-        kwargs: dict[str, Any] = dict(self.litellm_kwargs)
+        kwargs: dict[str, Any] = dict(params)
         kwargs.update(model=model, messages=messages, max_retries=0,
                       timeout=timeout_s or self.request_timeout_s)
         if self.api_base:
@@ -250,8 +323,10 @@ class LLMClient:
             kwargs["stream_options"] = {"include_usage": True}
             chunks = []
             parts: list[str] = []
+            usage = None
             for chunk in litellm.completion(**kwargs):
                 chunks.append(chunk)
+                usage = getattr(chunk, "usage", None) or usage
                 choices = getattr(chunk, "choices", None) or []
                 delta = getattr(choices[0].delta, "content", None) if choices else None
                 if delta:
@@ -260,15 +335,19 @@ class LLMClient:
                         on_delta(delta)
                 if self.cancel is not None and self.cancel.is_set():
                     raise errors.RunCancelled("The run was cancelled.")
-            response = litellm.stream_chunk_builder(chunks, messages=messages)
+            if usage is None:
+                # The provider sent no usage chunk: litellm rebuilds the reply and counts the
+                # tokens itself (~2 ms, so only when needed).
+                usage = getattr(litellm.stream_chunk_builder(chunks, messages=messages),
+                                "usage", None)
             text = "".join(parts)
         else:
             response = litellm.completion(**kwargs)
             text = response.choices[0].message.content or ""
-        usage = getattr(response, "usage", None)
+            usage = getattr(response, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost, priced = _cost_of(response, model)
+        cost, priced = _cost(model, prompt_tokens, completion_tokens, usage=usage)
         return LLMReply(text=text, model=model, prompt_tokens=prompt_tokens,
                         completion_tokens=completion_tokens, cost_usd=cost, latency_s=0.0,
                         priced=priced)
@@ -277,8 +356,11 @@ class LLMClient:
 _UNPRICED: set[str] = set()
 
 
-def _cost_of(response: Any, model: str) -> tuple[float, bool]:
-    """USD from litellm's price map; models it does not know (local ones) cost 0.
+def _cost(model: str, prompt_tokens: int, completion_tokens: int,
+          usage: Any = None) -> tuple[float, bool]:
+    """USD from litellm's price map, and whether the model has a price; unknown models (local
+    ones) cost 0. ``usage``: the provider's usage object when litellm parsed one, so cached and
+    reasoning tokens are priced as litellm prices them.
 
     An unknown model makes litellm raise through a slow lookup on every call, so the answer
     "unpriced" is remembered per model (``litellm.register_model`` later clears it).
@@ -289,23 +371,11 @@ def _cost_of(response: Any, model: str) -> tuple[float, bool]:
             return 0.0, False
         _UNPRICED.discard(model)
     try:
-        cost = litellm.completion_cost(completion_response=response, model=model)
-        return float(cost or 0.0), True
-    except Exception:  # noqa: BLE001 - ModelNotMappedError and friends
-        _UNPRICED.add(model)
-        return 0.0, False
-
-
-def _cost_from_tokens(model: str, prompt_tokens: int, completion_tokens: int) -> tuple[float, bool]:
-    litellm = get_litellm()
-    if model in _UNPRICED and not _registered(litellm, model):
-        return 0.0, False
-    try:
         prompt_cost, completion_cost = litellm.cost_per_token(
-            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-        _UNPRICED.discard(model)
+            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            usage_object=usage)
         return float(prompt_cost + completion_cost), True
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - ModelNotMappedError and friends
         _UNPRICED.add(model)
         return 0.0, False
 
@@ -318,6 +388,9 @@ def _registered(litellm: Any, model: str) -> bool:
 def _describe_failure(model: str, exc: BaseException) -> str:
     litellm = get_litellm()
     text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    if isinstance(exc, ConnectFailure):
+        return (f"Could not reach the model {model!r}: check api_base / RLM_API_BASE and that "
+                f"the server is running. ({text})")
     if isinstance(exc, litellm.AuthenticationError):
         return (f"The provider rejected the API key for {model}: set the provider's key "
                 f"(e.g. OPENAI_API_KEY) or RLM_API_KEY. ({text})")

@@ -22,10 +22,14 @@ from rlm_jupyter.engine import prompts
 from rlm_jupyter.engine.budget import Budget
 from rlm_jupyter.engine.context import describe_context, normalize_context, type_name
 from rlm_jupyter.engine.llm import LLMClient, LLMReply
-from rlm_jupyter.engine.parsing import is_placeholder, parse_reply
+from rlm_jupyter.engine.parsing import is_placeholder, parse_reply, rebinds_name
 
 PREVIEW_CHARS = 300
 MAX_PROMPT_CHARS = 2_000_000
+#: An llm_query prompt shorter than this, over a large context, cannot hold the evidence.
+BLIND_PROMPT_CHARS = 400
+#: The temperature of the one call after a reply that only repeated earlier code.
+LOOSE_TEMPERATURE = 0.7
 
 
 @dataclass
@@ -94,6 +98,8 @@ class Run:
         self._seen_code: set[str] = set()
         self._outputs: list[str] = []
         self._grounding_checked = False
+        self._loosen_next_call = False
+        self._blind_subcalls = 0  # short llm_query prompts in this turn (see _act_on)
         self._opener: _Background | None = None
 
     # -- events ---------------------------------------------------------------------------
@@ -197,7 +203,8 @@ class Run:
         messages: list[dict[str, str]] = [
             {"role": "system", "content": prompts.system_prompt(type_name(self.context))},
             {"role": "user", "content": prompts.first_user_message(
-                self.question, describe_context(self.context))},
+                self.question, describe_context(self.context),
+                text=isinstance(self.context, str))},
         ]
         self._opener = opener
         for turn in range(1, settings.max_iterations + 1):
@@ -206,6 +213,10 @@ class Run:
             started = self.emit(ev.TurnStarted, turn=turn)
             self.turn_span = started.span_id
             reply = self._root_call(messages)
+            if self._only_repeats(reply.text):
+                # Not added to the history: the model would copy it again. The next turn asks
+                # the same question at a higher temperature (see _loosened_sampling).
+                continue
             messages.append({"role": "assistant", "content": reply.text})
             answer, feedback = self._act_on(reply.text)
             if answer is not None:
@@ -218,15 +229,16 @@ class Run:
         self.turn_span = started.span_id
         messages.append({"role": "user", "content": prompts.LAST_TURN_MESSAGE})
         reply = self._root_call(messages)
+        # A model out of turns may still answer in code (``FINAL(x)`` inside a block): run it.
+        best, _ = self._act_on(reply.text)
         parsed = parse_reply(reply.text)
-        best = None
-        if parsed.final is not None and parsed.final.kind == "text":
+        if best is None and parsed.final is not None and parsed.final.kind == "text":
+            # Unchecked here: a guess the checks refused is still the best guess there is.
             best = None if is_placeholder(parsed.final.value) else parsed.final.value
-        elif parsed.final is not None:
-            self._wait_for_sandbox()
-            best = self.sandbox.get_variable(parsed.final.value)
         if best is None:
-            best = self._partial_answer() or reply.text.strip() or None
+            # Raw code is no answer; prose the model wrote around it may be.
+            text = parsed.prose.strip() if parsed.code_blocks else reply.text.strip()
+            best = self._partial_answer() or text or None
         return best, errors.TurnLimitExceeded(
             f"The run used all {settings.max_iterations} turns; the answer is the model's best "
             f"guess. Raise max_iterations (or --max-iterations) for a fuller search.",
@@ -244,12 +256,48 @@ class Run:
             self.emit(ev.ModelChunk, turn=turn, delta=delta)
 
         reply = tree.client.complete(self.model, messages, stream=tree.stream_root,
-                                     on_delta=on_delta, timeout_s=self._call_timeout())
+                                     on_delta=on_delta, timeout_s=self._call_timeout(),
+                                     sampling=self._loosened_sampling())
         self._charge(reply)
         self.emit(ev.ModelResponse, turn=turn, text=reply.text, model=reply.model,
                   prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
                   cost_usd=reply.cost_usd, latency_s=reply.latency_s, cached=reply.cached)
         return reply
+
+    def _only_repeats(self, text: str) -> bool:
+        """A reply whose every block already ran, with no answer: recorded, not run again.
+
+        Greedy small models fall into loops of the same reply (Qwen2.5-Coder 1.5B: five
+        identical turns). Running it again teaches nothing, and keeping it in the history makes
+        the next reply a copy too; so the turn is spent, the block is logged as not run, and
+        the next call samples less greedily from the history as it was.
+        """
+        parsed = parse_reply(text)
+        if (not parsed.code_blocks or parsed.final is not None
+                or not all(code.strip() in self._seen_code for code in parsed.code_blocks)):
+            return False
+        for index, code in enumerate(parsed.code_blocks):
+            self.emit(ev.CodeExecuted, turn=self.turn, index=index, code=code, stdout="",
+                      error=prompts.REPEATED_CODE_NOTE, duration_s=0.0, timed_out=False,
+                      restarted=False)
+        self._loosen_next_call = True
+        return True
+
+    def _loosened_sampling(self) -> dict[str, Any] | None:
+        """After a reply that only repeated earlier code, sample the next one less greedily.
+
+        At temperature 0 a small model that repeated itself once repeats forever: the history
+        it sees only grows by the same reply and the same output (measured with Qwen2.5-Coder
+        1.5B: five identical turns in a row). One call at 0.7 breaks the loop; the run's own
+        setting applies again from the call after.
+        """
+        if not self._loosen_next_call:
+            return None
+        self._loosen_next_call = False
+        current = self.tree.settings.litellm_kwargs.get("temperature")
+        if current is not None and float(current) >= LOOSE_TEMPERATURE:
+            return None
+        return {"temperature": LOOSE_TEMPERATURE}
 
     def _call_timeout(self) -> float | None:
         remaining = self.tree.budget.remaining_s()
@@ -263,13 +311,17 @@ class Run:
             self._wait_for_sandbox()
         outputs: list[str] = []
         notes: list[str] = []
-        seen = self._seen_code
-        if parsed.code_blocks and all(code.strip() in seen for code in parsed.code_blocks):
-            notes.append(prompts.REPEATED_CODE_NOTE)
-        seen.update(code.strip() for code in parsed.code_blocks)
+        self._seen_code.update(code.strip() for code in parsed.code_blocks)
+        self._blind_subcalls = 0
         for index, code in enumerate(parsed.code_blocks):
             if self.tree.cancel.is_set():
                 raise errors.RunCancelled("The run was cancelled.")
+            if rebinds_name(code, "context"):
+                self.emit(ev.CodeExecuted, turn=self.turn, index=index, code=code, stdout="",
+                          error=prompts.CONTEXT_REBIND_NOTE, duration_s=0.0, timed_out=False,
+                          restarted=False)
+                outputs.append(prompts.CONTEXT_REBIND_NOTE)
+                continue
             timeout = self.tree.settings.cell_timeout_s
             remaining = self.tree.budget.remaining_s()
             if remaining is not None:
@@ -290,6 +342,9 @@ class Run:
             if self.tree.budget.exceeded is not None:
                 raise self.tree.budget.exceeded
             self._outputs.append(result.stdout)
+            if (result.error and not result.timed_out and not result.restarted
+                    and prompts.ERROR_NOTE not in notes):
+                notes.append(prompts.ERROR_NOTE)
             if result.final is not None:
                 if not is_placeholder(result.final):
                     return result.final, ""
@@ -297,6 +352,10 @@ class Run:
             if result.answer.get("ready"):
                 return str(result.answer.get("content", "")), ""
             outputs.append(_format_output(result))
+        if self._blind_subcalls and _large(self.context):
+            # Small models ask llm_query "what is X in the context?" without the text, and
+            # the sub-model answers with an invented value that then looks like evidence.
+            notes.append(prompts.BLIND_SUBCALL_NOTE)
         if parsed.final is not None:
             if parsed.final.kind == "text":
                 value = parsed.final.value
@@ -356,6 +415,8 @@ class Run:
         if tree.cancel.is_set():
             raise errors.RunCancelled("The run was cancelled.")
         tree.budget.reserve_call(subcall=True, estimated_prompt_tokens=len(prompt) // 4)
+        if len(prompt) < BLIND_PROMPT_CHARS:
+            self._blind_subcalls += 1
         started = self.emit(ev.SubCallStarted, turn=self.turn, model=model,
                             prompt_preview=prompt[:PREVIEW_CHARS], prompt_chars=len(prompt))
         try:
@@ -470,3 +531,8 @@ def _format_output(result: Any) -> str:
     if result.restarted and not any("reset" in n for n in result.notes):
         parts.append(prompts.STATE_RESET_NOTE)
     return "\n".join(parts)
+
+
+def _large(context: Any) -> bool:
+    """Whether the context is far bigger than a short prompt (strings only: cheap to tell)."""
+    return isinstance(context, str) and len(context) > 20 * BLIND_PROMPT_CHARS

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 CODE_LANGS = {"repl", "python", "py", "python3", "ipython", ""}
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+-]*)\s*$")
-_FINAL_LINE = re.compile(r"^\s*(?:\*\*)?(FINAL_VAR|FINAL)\s*\(", re.MULTILINE)
+# ``Final(54)`` counts too: small models write it, and no other reply starts a line with it.
+_FINAL_LINE = re.compile(r"^\s*(?:\*\*)?(FINAL_VAR|FINAL|Final_var|Final)\s*\(", re.MULTILINE)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -41,8 +42,79 @@ def parse_reply(text: str) -> ParsedReply:
         is_final = _FINAL_LINE.match(candidate) or _FINAL_LOOSE.match(candidate)
         if candidate and not is_final and _looks_like_code(candidate):
             blocks, prose_lines = [candidate], []
+    # ``FINAL(54)`` alone in a block is an answer written as code; treat it like the same line
+    # in prose, so the checks on prose answers (not before the output is seen, grounded, not a
+    # placeholder) apply. ``FINAL(count)`` names a variable and still runs as code.
+    literal = [b for b in blocks if _literal_final(b)]
+    if literal:
+        blocks = [b for b in blocks if not _literal_final(b)]
+        prose_lines = [*prose_lines, *literal]
     prose = "\n".join(prose_lines)
     return ParsedReply(code_blocks=blocks, final=find_final(prose), prose=prose)
+
+
+def _literal_final(code: str) -> bool:
+    try:
+        tree = ast.parse(code.strip())
+    except (SyntaxError, ValueError):
+        return False
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr):
+        return False
+    call = tree.body[0].value
+    return (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+            and call.func.id in ("FINAL", "Final") and len(call.args) == 1 and not call.keywords
+            and isinstance(call.args[0], ast.Constant))
+
+
+def rebinds_name(code: str, name: str) -> bool:
+    """Whether ``code`` assigns to (or deletes) the top-level variable ``name``.
+
+    Small models retype the context preview as ``context = \"\"\"Record 1 ...\"\"\"`` and then
+    analyse those few lines instead of the data; the engine refuses such blocks.
+    """
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return any(_binds(node, name) for node in _module_scope(tree))
+
+
+def _module_scope(node: ast.AST):
+    """Every node that runs in the REPL's own scope (function and class bodies left out)."""
+    for child in ast.iter_child_nodes(node):
+        yield child
+        if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda,
+                                  ast.ClassDef, ast.ListComp, ast.SetComp, ast.DictComp,
+                                  ast.GeneratorExp)):
+            yield from _module_scope(child)
+
+
+def _binds(node: ast.AST, name: str) -> bool:
+    targets: list[ast.AST] = []
+    if isinstance(node, ast.Assign):
+        targets = list(node.targets)
+    elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.NamedExpr, ast.For, ast.AsyncFor)):
+        targets = [node.target]
+    elif isinstance(node, ast.Delete):
+        targets = list(node.targets)
+    elif isinstance(node, (ast.With, ast.AsyncWith)):
+        targets = [item.optional_vars for item in node.items if item.optional_vars]
+    elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return node.name == name
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+        return any((alias.asname or alias.name.split(".")[0]) == name for alias in node.names)
+    return any(_names(target, name) for target in targets)
+
+
+def _names(target: ast.AST, name: str) -> bool:
+    """``name`` itself, or inside an unpacking; ``name[k] = v`` mutates and is allowed."""
+    if isinstance(target, ast.Name):
+        return target.id == name
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return any(_names(elt, name) for elt in target.elts)
+    if isinstance(target, ast.Starred):
+        return _names(target.value, name)
+    return False
 
 
 def _split_fences(text: str) -> tuple[list[str], list[str]]:
@@ -147,7 +219,7 @@ def find_final(prose: str) -> FinalMarker | None:
         if value.startswith("(") and value.endswith(")"):
             value = value[1:-1].strip()
         return FinalMarker("text", value.strip("'\"").strip())
-    kind = match.group(1)
+    kind = match.group(1).upper()
     rest = prose[match.end():]
     body = _balanced_argument(rest)
     if kind == "FINAL_VAR":

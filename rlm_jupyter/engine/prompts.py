@@ -13,7 +13,7 @@ loaded in a Python REPL as the variable `context`; you never see it whole. Work 
 Write Python in a ```repl block. The code runs in one persistent namespace and you see only \
 what it prints (long output is cut). Available in the REPL:
 - `context`: the data ({context_type}).
-- `llm_query(prompt)`: ask a language model about a piece of text (it can read ~100k characters); returns a string.
+- `llm_query(prompt)`: ask a language model about a piece of text (it can read ~100k characters); returns a string. It sees only the prompt you pass, not `context`: put the text in the prompt.
 - `llm_query_batched(prompts)`: the same for a list of prompts, run in parallel; returns a list of strings in order.
 - `rlm_query(prompt, context=None)`: hand a sub-question (with its own context) to a helper that works like you.
 - `SHOW_VARS()`: list your variables.
@@ -22,16 +22,21 @@ what it prints (long output is cut). Available in the REPL:
 
 How to work:
 1. Look at the context first: its size, a few lines, its structure.
-2. Search or split it with code; use llm_query_batched on chunks when meaning matters.
+2. Search or split it with code: to find fixed text, test `"text" in line` on each line, as below (in a regex, escape | . ( ) with a backslash). Use llm_query_batched on chunks when meaning matters.
 3. Print what you find, check it, then finish.
 
-Example (print the text around a match, not just the match):
+Example: keep the lines that matter, count them and print some, then tally a field:
 ```repl
-import re
-print(len(context))
-for m in list(re.finditer(r"revenue", context, re.IGNORECASE))[:10]:
-    print(context[max(0, m.start() - 200):m.end() + 200])
-    print("---")
+lines = context.splitlines()
+hits = [line for line in lines if "level: ERROR" in line]
+print(len(hits), "matching lines")
+for line in hits[:10]:
+    print(line)
+```
+```repl
+from collections import Counter
+hosts = Counter(line.split("host: ")[1].split(" |")[0] for line in hits if "host: " in line)
+print(hosts.most_common(5))
 ```
 
 When you know the answer, write FINAL(your answer) on its own line in a reply without code, or \
@@ -43,8 +48,13 @@ Question: {question}
 
 The context is {context_summary}
 
-Start by writing a ```repl block to inspect `context`.\
+Start with a ```repl block that prints {first_look}.\
 """
+
+#: What the first block should print: searching for the question's words at once gets small
+#: models to the evidence in one turn (they otherwise print ``context[:100]`` and then guess).
+FIRST_LOOK_TEXT = "a few lines of `context` and the lines that contain the question's key words"
+FIRST_LOOK_OTHER = "the structure of `context` and a few of its items or rows"
 
 CONTINUE_MESSAGE = (
     "Question: {question}\n\nIf the output above answers the question, reply with only "
@@ -53,8 +63,13 @@ CONTINUE_MESSAGE = (
 )
 
 REPEATED_CODE_NOTE = (
-    "You repeated code you already ran, so it printed the same as before. Try something "
-    "different: another search term, the text around a match, or llm_query on a chunk."
+    "Not run again: this code already ran in an earlier turn. The model was asked again for "
+    "something different."
+)
+
+ERROR_NOTE = (
+    "Your code raised an error. Print a few of the values it works on (for example the first "
+    "lines it splits) to see their exact format, then write corrected code."
 )
 
 PLACEHOLDER_NOTE = (
@@ -80,6 +95,17 @@ LAST_TURN_MESSAGE = (
     "You are out of turns. Reply now with FINAL(your best answer) based on what you found."
 )
 
+CONTEXT_REBIND_NOTE = (
+    "This block was not run: it assigns to `context`, which already holds all the data (the "
+    "first message showed only its first lines). Keep `context` as it is and put results in "
+    "other variables."
+)
+
+BLIND_SUBCALL_NOTE = (
+    "Note: llm_query saw only the short prompt you passed, not `context`, so its answer is a "
+    "guess. Find the lines that matter with code first, then pass them in the prompt."
+)
+
 STATE_RESET_NOTE = (
     "[the REPL was restarted: all your variables are gone except `context`; redo what you need]"
 )
@@ -89,8 +115,9 @@ def system_prompt(context_type: str) -> str:
     return SYSTEM_PROMPT.format(context_type=context_type)
 
 
-def first_user_message(question: str, context_summary: str) -> str:
-    return FIRST_USER_MESSAGE.format(question=question, context_summary=context_summary)
+def first_user_message(question: str, context_summary: str, text: bool = True) -> str:
+    return FIRST_USER_MESSAGE.format(question=question, context_summary=context_summary,
+                                     first_look=FIRST_LOOK_TEXT if text else FIRST_LOOK_OTHER)
 
 
 def execution_feedback(outputs: list[str], question: str, notes: list[str] = ()) -> str:

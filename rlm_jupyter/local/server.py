@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .._proc import pid_alive as _pid_alive
 from .build import ensure_llama_cpp
 from .errors import LocalModelError
 from .fetch import fetch
@@ -83,23 +84,6 @@ def default_threads() -> int:
 
 def _state_path(alias: str) -> Path:
     return servers_dir() / f"{alias}.json"
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours still "exists"; reap it if it is ours.
-    with contextlib.suppress(ChildProcessError, OSError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True
 
 
 def _models_endpoint(port: int, timeout: float = 2.0) -> list[str] | None:

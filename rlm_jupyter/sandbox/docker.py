@@ -39,6 +39,8 @@ import time
 import uuid
 from typing import IO, Any
 
+from .._proc import pid_alive as _pid_alive
+from .._proc import process_start as _process_start
 from .base import SandboxError
 from .local import WorkerSandbox
 from .protocol import worker_path
@@ -133,31 +135,6 @@ def check_image(image: str, docker: str | None = None) -> None:
 
 def _fresh(key: str) -> bool:
     return time.monotonic() - _CHECKED.get(key, -1e9) < _CHECK_TTL_S
-
-
-def _process_start(pid: int) -> str:
-    """Start time of ``pid`` in clock ticks since boot ('' where /proc is missing), so a reused
-    pid is not mistaken for a live kernel."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read().decode("ascii", "replace")
-        return data.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
-def _pid_alive(pid: int, start: str) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    if start and _process_start(pid) not in ("", start):
-        return False  # the pid was reused by another process
-    return True
 
 
 def _hostname() -> str:

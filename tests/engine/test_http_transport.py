@@ -59,3 +59,374 @@ def test_auto_picks_http_only_for_openai_compatible_endpoints():
 def test_bad_transport_name_is_a_config_error():
     with pytest.raises(errors.ConfigError, match="transport"):
         RLM(model="openai/x", transport="carrier-pigeon")
+
+
+# -- the wire: keep-alive, streaming, cancel, failures ------------------------------------------
+
+def _client(srv, **kwargs):
+    from rlm_jupyter.engine.llm import LLMClient
+
+    kwargs.setdefault("num_retries", 0)
+    return LLMClient(api_base=srv.base_url, api_key="k", request_timeout_s=30,
+                     litellm_kwargs={}, cache=None, concurrency=4, transport="http", **kwargs)
+
+
+def test_streamed_text_arrives_whole_and_in_order_in_fewer_pieces(server_factory):
+    """Deltas are handed on at most every DELTA_INTERVAL_S, yet every character arrives."""
+    reply = "".join(f"line {i:03d} of a reply streamed slowly\n" for i in range(20))
+    srv = server_factory(root=lambda req: reply, tokens_per_s=400)  # 32-char pieces, 20 ms apart
+    pieces: list[str] = []
+    got = _client(srv).complete(srv.model, [{"role": "system", "content": "s"},
+                                            {"role": "user", "content": "q"}],
+                                stream=True, on_delta=pieces.append)
+    assert got.text == reply
+    assert "".join(pieces) == reply
+    sent = -(-len(reply) // 32)
+    assert 2 <= len(pieces) < sent  # coalesced, but still live (not one piece at the end)
+
+
+def test_run_with_listener_streams_every_turn_whole(server_factory, tmp_path):
+    replies = [fence("x = 'a' * 10\nprint(len(x))"), "FINAL(" + "word " * 60 + ")"]
+    srv = server_factory(root=lambda req: replies[req.turn - 1], tokens_per_s=2000)
+    seen: list[ev.Event] = []
+    result = make(srv, tmp_path).run("q", context="c", on_event=seen.append)
+    assert result.error is None
+    for turn, text in enumerate(replies, start=1):
+        chunks = [e.delta for e in seen if isinstance(e, ev.ModelChunk) and e.turn == turn]
+        assert "".join(chunks) == text
+    # every chunk of a turn comes before that turn's response
+    kinds = [(e.type, getattr(e, "turn", 0)) for e in seen
+             if isinstance(e, (ev.ModelChunk, ev.ModelResponse))]
+    for turn in (1, 2):
+        last_chunk = max(i for i, k in enumerate(kinds) if k == ("model_chunk", turn))
+        response = kinds.index(("model_response", turn))
+        assert last_chunk < response
+
+
+def test_connections_survive_a_server_restart(server_factory):
+    """An idle pooled connection the server closed is noticed and replaced, not reported."""
+    srv = server_factory(root=lambda req: "FINAL(ok)")
+    client = _client(srv)  # no retries: a stale socket must not surface as an error
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]
+    for _ in range(3):
+        assert client.complete(srv.model, msgs).text == "FINAL(ok)"
+    srv.stop()
+    srv.start()  # same port; every old connection was dropped
+    assert client.complete(srv.model, msgs).text == "FINAL(ok)"
+    assert client.complete(srv.model, msgs, stream=True, on_delta=lambda d: None).text \
+        == "FINAL(ok)"
+
+
+def test_status_errors_keep_their_code_and_message(server_factory):
+    srv = server_factory(root=lambda req: "FINAL(ok)")
+    srv.inject(404, times=1)
+    client = _client(srv)
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]
+    with pytest.raises(errors.LLMCallError, match="404"):
+        client.complete(srv.model, msgs)
+    assert client.complete(srv.model, msgs).text == "FINAL(ok)"
+
+
+def test_unreachable_server_says_what_to_check(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    rlm = RLM(model="openai/x", api_base=f"http://127.0.0.1:{port}/v1", api_key="k",
+              transport="http", num_retries=0, log_dir=str(tmp_path))
+    result = rlm.run("q", context="c")
+    assert isinstance(result.error, errors.LLMCallError)
+    assert "Could not reach" in str(result.error) and "api_base" in str(result.error)
+
+
+def test_cancel_hangs_up_a_root_call_in_flight(server_factory, tmp_path):
+    import threading
+    import time
+
+    srv = server_factory(root=lambda req: "FINAL(late)")
+    srv.inject("slow", times=1, delay_s=30, match="root")
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    started = time.monotonic()
+    result = make(srv, tmp_path).run("q", context="c", cancel=cancel)
+    assert time.monotonic() - started < 5
+    assert result.status == "cancelled" and isinstance(result.error, errors.RunCancelled)
+
+
+def test_proxy_from_the_environment_is_used(server_factory, monkeypatch):
+    """An endpoint the environment routes through a proxy goes through it (via httpx)."""
+    srv = server_factory(root=lambda req: "FINAL(via proxy)")
+    # The scripted server answers absolute-URI requests, so it can stand in for the proxy.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{srv.port}")
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{srv.port}")
+    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    from rlm_jupyter.engine.llm import LLMClient
+
+    client = LLMClient(api_base="http://model-host.invalid/v1", api_key="proxy-test",
+                       num_retries=0, request_timeout_s=30, litellm_kwargs={}, cache=None,
+                       concurrency=2, transport="http")
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]
+    assert client.complete("openai/scripted", msgs).text == "FINAL(via proxy)"
+    assert client.complete("openai/scripted", msgs, stream=True,
+                           on_delta=lambda d: None).text == "FINAL(via proxy)"
+    assert len(srv.requests) == 2
+
+
+def test_https_endpoint_with_a_private_ca(tmp_path, monkeypatch):
+    """TLS is verified against SSL_CERT_FILE when set (as httpx and litellm do)."""
+    import json
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from rlm_jupyter.engine import http_transport
+    from rlm_jupyter.engine.llm import LLMClient
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+         "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)], capture_output=True, timeout=60)
+    if made.returncode != 0:
+        pytest.skip(f"openssl could not make a certificate: {made.stderr[-200:]!r}")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # noqa: ANN002
+            pass
+
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            reply = json.dumps({"choices": [{"message": {"content": "tls " + body["model"]}}],
+                                "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(str(cert), str(key))
+    httpd.socket = server_ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        monkeypatch.setattr(http_transport, "_tls", None)  # built again from SSL_CERT_FILE
+        client = LLMClient(api_base=f"https://localhost:{httpd.server_port}/v1", api_key="k",
+                           num_retries=0, request_timeout_s=30, litellm_kwargs={}, cache=None,
+                           concurrency=2, transport="http")
+        msgs = [{"role": "user", "content": "q"}]
+        for _ in range(2):  # the second call reuses the TLS connection
+            reply = client.complete("openai/m", msgs)
+            assert reply.text == "tls m" and reply.prompt_tokens == 3
+        # without the private CA the certificate is refused
+        monkeypatch.delenv("SSL_CERT_FILE")
+        monkeypatch.setattr(http_transport, "_tls", None)
+        other = LLMClient(api_base=f"https://127.0.0.1:{httpd.server_port}/v1", api_key="k",
+                          num_retries=0, request_timeout_s=30, litellm_kwargs={}, cache=None,
+                          concurrency=2, transport="http")
+        with pytest.raises(errors.LLMCallError, match="(?i)certificate"):
+            other.complete("openai/m", msgs)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        monkeypatch.setattr(http_transport, "_tls", None)
+
+
+# -- the wire format, byte by byte, from a raw socket server ----------------------------------
+
+class _RawServer:
+    """Answers each request with the next canned byte string; counts connections."""
+
+    def __init__(self, replies):  # type: ignore[no-untyped-def]
+        import socket
+        import threading
+
+        self.replies = list(replies)
+        self.connections = 0
+        self.requests = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn) -> None:  # type: ignore[no-untyped-def]
+        fp = conn.makefile("rb")
+        try:
+            while self.replies:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = fp.readline()
+                    if not line:
+                        return
+                    head += line
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                fp.read(length)
+                self.requests += 1
+                reply = self.replies.pop(0)
+                conn.sendall(reply)
+                if b"connection: close" in reply.lower() or reply.startswith(b"HTTP/1.0"):
+                    conn.shutdown(2)
+                    return
+        except OSError:
+            pass
+        finally:
+            fp.close()
+            conn.close()
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _json_reply(text: str) -> bytes:
+    import json
+
+    return json.dumps({"choices": [{"message": {"content": text}}],
+                       "usage": {"prompt_tokens": 5, "completion_tokens": 1}}).encode()
+
+
+def _chunked(*pieces: bytes, trailer: bytes = b"") -> bytes:
+    out = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces)
+    return out + b"0\r\n" + trailer + b"\r\n"
+
+
+def _raw_client(raw):  # type: ignore[no-untyped-def]
+    from rlm_jupyter.engine.llm import LLMClient
+
+    return LLMClient(api_base=raw.base_url, api_key="k", num_retries=0, request_timeout_s=10,
+                     litellm_kwargs={}, cache=None, concurrency=2, transport="http")
+
+
+MSGS = [{"role": "user", "content": "q"}]
+
+
+def test_wire_chunked_json_interim_reply_and_keep_alive():
+    body = _json_reply("chunked ok")
+    raw = _RawServer([
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: application/json\r\n\r\n" + _chunked(body[:7], body[7:],
+                                                            trailer=b"X-Trailer: 1\r\n"),
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+    ])
+    try:
+        client = _raw_client(raw)
+        assert client.complete("openai/m", MSGS).text == "chunked ok"
+        assert client.complete("openai/m", MSGS).text == "chunked ok"
+        assert raw.requests == 2 and raw.connections == 1  # one kept-alive connection
+    finally:
+        raw.close()
+
+
+def test_wire_close_delimited_http10_body():
+    body = _json_reply("until close")
+    raw = _RawServer([b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + body,
+                      b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)])
+    try:
+        client = _raw_client(raw)
+        assert client.complete("openai/m", MSGS).text == "until close"
+        assert client.complete("openai/m", MSGS).text == "until close"
+        assert raw.connections == 2  # the first one ended with the body
+    finally:
+        raw.close()
+
+
+def test_wire_events_split_anywhere_are_put_back_together():
+    import json
+
+    events = b"".join(
+        b"data: " + json.dumps({"choices": [{"delta": {"content": piece}}]}).encode() + b"\r\n\r\n"
+        for piece in ["Hel", "lo, ", "wor", "ld"])
+    events += b'data: {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4}}\n\n'
+    events += b"data: [DONE]\n\n"
+    pieces = [events[i:i + 7] for i in range(0, len(events), 7)]  # cuts through JSON and CRLF
+    raw = _RawServer([b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n" + _chunked(*pieces)] * 2)
+    try:
+        client = _raw_client(raw)
+        for _ in range(2):
+            got: list[str] = []
+            reply = client.complete("openai/m", MSGS, stream=True, on_delta=got.append)
+            assert reply.text == "Hello, world" == "".join(got)
+            assert (reply.prompt_tokens, reply.completion_tokens) == (9, 4)
+        assert raw.connections == 1
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("reply, message", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\nConnection: close\r\n\r\n{\"choices\"",
+     "cut off"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n40\r\nab",
+     "cut off"),
+    (b"SSH-2.0-OpenSSH_9.2\r\nConnection: close\r\n\r\n", "not an HTTP reply"),
+])
+def test_wire_broken_replies_are_errors_not_answers(reply, message):
+    raw = _RawServer([reply])
+    try:
+        with pytest.raises(errors.LLMCallError, match=message):
+            _raw_client(raw).complete("openai/m", MSGS)
+    finally:
+        raw.close()
+
+
+def test_wire_a_stream_left_open_after_done_still_answers():
+    """A server that sends ``[DONE]`` but never ends the body costs the socket, not the call."""
+    import json
+
+    events = (b"data: " + json.dumps({"choices": [{"delta": {"content": "kept"}}]}).encode()
+              + b"\n\ndata: [DONE]\n\n")
+    body = _json_reply("next")
+    raw = _RawServer([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      + b"%x\r\n%s\r\n" % (len(events), events),  # no closing chunk
+                      b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)])
+    try:
+        client = _raw_client(raw)
+        assert client.complete("openai/m", MSGS, stream=True,
+                               on_delta=lambda d: None).text == "kept"
+        assert client.complete("openai/m", MSGS).text == "next"
+        assert raw.connections == 2
+    finally:
+        raw.close()
+
+
+def test_cancel_through_a_proxy_does_not_wait_for_the_reply(server_factory, monkeypatch,
+                                                          tmp_path):
+    import threading
+    import time
+
+    srv = server_factory(root=lambda req: "FINAL(late)")
+    srv.inject("slow", times=1, delay_s=30, match="root")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{srv.port}")
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{srv.port}")
+    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    rlm = RLM(model="openai/scripted", api_base="http://cancel-host.invalid/v1", api_key="k",
+              transport="http", log_dir=str(tmp_path))
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    started = time.monotonic()
+    result = rlm.run("q", context="c", cancel=cancel)
+    assert time.monotonic() - started < 5
+    assert result.status == "cancelled"

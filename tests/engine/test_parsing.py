@@ -62,3 +62,30 @@ def test_placeholders(value, placeholder):
 ])
 def test_loose_final_forms_from_small_models(text, value):
     assert parse_reply(text).final == FinalMarker("text", value)
+
+
+@pytest.mark.parametrize("text,blocks,final", [
+    ("```repl\nFINAL(54)\n```", [], FinalMarker("text", "54")),
+    ("```repl\nFinal('billing')\n```", [], FinalMarker("text", "billing")),
+    ("Final(54)", [], FinalMarker("text", "54")),
+    ("```repl\nprint(1)\n```\n```repl\nFINAL(2)\n```", ["print(1)"], FinalMarker("text", "2")),
+    ("```repl\nFINAL(count)\n```", ["FINAL(count)"], None),  # a variable: it must run
+    ("```repl\nx = 1\nFINAL(2)\n```", ["x = 1\nFINAL(2)"], None),
+])
+def test_a_literal_final_written_as_code_is_read_as_an_answer(text, blocks, final):
+    parsed = parse_reply(text)
+    assert (parsed.code_blocks, parsed.final) == (blocks, final)
+
+
+@pytest.mark.parametrize("code,rebinds", [
+    ('context = """Record 1 ..."""', True), ("context += 'x'", True), ("del context", True),
+    ("a, *context = [1, 2]", True), ("for context in []:\n    pass", True),
+    ("if True:\n    context = 2", True), ("(context := 3)", True), ("import context", True),
+    ("x = context.splitlines()", False), ("context['new'] = 1", False),
+    ("def f():\n    context = 1", False), ("y = [context for context in range(3)]", False),
+    ("this is not python", False),
+])
+def test_rebinding_context_is_detected(code, rebinds):
+    from rlm_jupyter.engine.parsing import rebinds_name
+
+    assert rebinds_name(code, "context") is rebinds

@@ -436,12 +436,60 @@ def test_final_text_beside_unseen_code_output_is_not_taken(server_factory, rlm_f
     assert "Question: q" in last_user(second)  # the question is restated for small models
 
 
-def test_repeated_code_gets_a_nudge(server_factory, rlm_for):
-    srv = server_factory(root=[fence("print('same')"), fence("print('same')"), "FINAL(x)"])
-    rlm_for(srv).run("q", context="c")
+def test_a_repeated_reply_is_not_run_again_and_the_next_call_is_less_greedy(
+        server_factory, rlm_for):
+    srv = server_factory(root=[fence("print('same')"), fence("print('same')"), "FINAL(done)"])
+    result = rlm_for(srv, temperature=0).run("q", context="c")
+    assert result.answer == "done"
     roots = srv.requests.roots()
-    assert "repeated code" not in last_user(roots[1])
-    assert "repeated code" in last_user(roots[2])
+    # The repeat is logged as not run, and left out of the history the model sees next...
+    ran = [c for turn in result.trajectory.turns for c in turn.code]
+    assert [c.stdout.strip() for c in ran] == ["same", ""]
+    assert "already ran" in (ran[1].error or "")
+    assert roots[2].messages == roots[1].messages
+    # ...which is sampled at a higher temperature once, then the run's own setting is back.
+    assert roots[1].body.get("temperature") == 0
+    assert roots[2].body.get("temperature") == 0.7
+
+
+def test_a_block_that_rebinds_context_is_refused(server_factory, rlm_for):
+    srv = server_factory(root=[fence('context = """line 1\nline 2"""\nprint(len(context))'),
+                               fence("print(len(context))"), "FINAL(done)"])
+    result = rlm_for(srv).run("q", context="x" * 5000)
+    assert result.answer == "done"
+    roots = srv.requests.roots()
+    assert "not run" in last_user(roots[1]) and "`context`" in last_user(roots[1])
+    assert "5000" in last_user(roots[2])  # the real context is still there
+
+
+def test_a_literal_final_block_beside_code_waits_for_the_output(server_factory, rlm_for):
+    srv = server_factory(root=[fence("print(6 * 9)") + "\n" + fence("FINAL(2)"), "FINAL(54)"])
+    result = rlm_for(srv).run("q", context="c")
+    assert result.answer == "54"
+    assert "FINAL(...) was ignored" in last_user(srv.requests.roots()[1])
+
+
+def test_an_error_asks_the_model_to_look_at_the_data(server_factory, rlm_for):
+    srv = server_factory(root=[fence("print(context.split('=')[5])"), "FINAL(done)"])
+    rlm_for(srv).run("q", context="a: 1")
+    feedback = last_user(srv.requests.roots()[1])
+    assert "IndexError" in feedback and "exact format" in feedback
+
+
+def test_out_of_turns_final_written_as_code_is_run(server_factory, rlm_for):
+    srv = server_factory(root=[fence("total = 6 * 9\nprint('working')"),
+                               fence("FINAL(str(total))")])
+    result = rlm_for(srv, max_iterations=1).run("q", context="c")
+    assert result.answer == "54"
+    assert isinstance(result.error, errors.TurnLimitExceeded)
+
+
+def test_string_context_preview_is_plain_lines(server_factory, rlm_for):
+    srv = server_factory(root=["FINAL(ok)"])
+    rlm_for(srv).run("q", context="alpha: 1\nbeta: 2\n" + "gamma\n" * 100)
+    first_user = [m for m in srv.requests.roots()[0].messages if m["role"] == "user"][0]
+    assert "    alpha: 1\n    beta: 2" in first_user["content"]
+    assert "\\n" not in first_user["content"]
 
 
 def test_cancel_abandons_calls_in_flight(server_factory, rlm_for):
