@@ -28,8 +28,9 @@ PREVIEW_CHARS = 300
 MAX_PROMPT_CHARS = 2_000_000
 #: An llm_query prompt shorter than this, over a large context, cannot hold the evidence.
 BLIND_PROMPT_CHARS = 400
-#: The temperature of the one call after a reply that only repeated earlier code.
-LOOSE_TEMPERATURE = 0.7
+#: The temperature of the call after a reply that only repeated earlier code; each repeat in a
+#: row takes the next step (a 1.5B model repeated the same reply three times at 0.7).
+LOOSE_TEMPERATURES = (0.7, 1.0, 1.3)
 
 
 @dataclass
@@ -99,6 +100,7 @@ class Run:
         self._outputs: list[str] = []
         self._grounding_checked = False
         self._loosen_next_call = False
+        self._repeats_in_a_row = 0
         self._blind_subcalls = 0  # short llm_query prompts in this turn (see _act_on)
         self._opener: _Background | None = None
 
@@ -275,7 +277,9 @@ class Run:
         parsed = parse_reply(text)
         if (not parsed.code_blocks or parsed.final is not None
                 or not all(code.strip() in self._seen_code for code in parsed.code_blocks)):
+            self._repeats_in_a_row = 0
             return False
+        self._repeats_in_a_row += 1
         for index, code in enumerate(parsed.code_blocks):
             self.emit(ev.CodeExecuted, turn=self.turn, index=index, code=code, stdout="",
                       error=prompts.REPEATED_CODE_NOTE, duration_s=0.0, timed_out=False,
@@ -288,16 +292,19 @@ class Run:
 
         At temperature 0 a small model that repeated itself once repeats forever: the history
         it sees only grows by the same reply and the same output (measured with Qwen2.5-Coder
-        1.5B: five identical turns in a row). One call at 0.7 breaks the loop; the run's own
-        setting applies again from the call after.
+        1.5B: five identical turns in a row). The call after a repeat samples at 0.7, after a
+        second repeat in a row at 1.0, then 1.3; the run's own setting applies again from the
+        call after.
         """
         if not self._loosen_next_call:
             return None
         self._loosen_next_call = False
+        step = min(self._repeats_in_a_row, len(LOOSE_TEMPERATURES)) - 1
+        loose = LOOSE_TEMPERATURES[max(0, step)]
         current = self.tree.settings.litellm_kwargs.get("temperature")
-        if current is not None and float(current) >= LOOSE_TEMPERATURE:
+        if current is not None and float(current) >= loose:
             return None
-        return {"temperature": LOOSE_TEMPERATURE}
+        return {"temperature": loose}
 
     def _call_timeout(self) -> float | None:
         remaining = self.tree.budget.remaining_s()

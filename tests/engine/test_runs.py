@@ -438,18 +438,17 @@ def test_final_text_beside_unseen_code_output_is_not_taken(server_factory, rlm_f
 
 def test_a_repeated_reply_is_not_run_again_and_the_next_call_is_less_greedy(
         server_factory, rlm_for):
-    srv = server_factory(root=[fence("print('same')"), fence("print('same')"), "FINAL(done)"])
+    srv = server_factory(root=[fence("print('same')")] * 3 + ["FINAL(done)", fence("print(1)")])
     result = rlm_for(srv, temperature=0).run("q", context="c")
     assert result.answer == "done"
     roots = srv.requests.roots()
-    # The repeat is logged as not run, and left out of the history the model sees next...
+    # The repeats are logged as not run, and left out of the history the model sees next...
     ran = [c for turn in result.trajectory.turns for c in turn.code]
-    assert [c.stdout.strip() for c in ran] == ["same", ""]
+    assert [c.stdout.strip() for c in ran] == ["same", "", ""]
     assert "already ran" in (ran[1].error or "")
-    assert roots[2].messages == roots[1].messages
-    # ...which is sampled at a higher temperature once, then the run's own setting is back.
-    assert roots[1].body.get("temperature") == 0
-    assert roots[2].body.get("temperature") == 0.7
+    assert roots[3].messages == roots[2].messages == roots[1].messages
+    # ...which is sampled less greedily after each repeat in a row.
+    assert [r.body.get("temperature") for r in roots] == [0, 0, 0.7, 1.0]
 
 
 def test_a_block_that_rebinds_context_is_refused(server_factory, rlm_for):
