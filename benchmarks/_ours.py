@@ -205,10 +205,10 @@ def turns(backends: list[str], workdir: Path, n_turns: int = 40, repeats: int = 
         f"for every other provider: that time is litellm's and the openai SDK's). \"With a "
         f"listener\" passes `on_event` (as the widget does), which makes the engine stream "
         f"the root replies (streamed text reaches the listener in pieces at most every 50 ms). "
-        f"The server's own time is what its request handler spends; reading and parsing the "
-        f"HTTP request in the scripted server (a Python `http.server`) happens before that, so "
-        f"it counts as overhead here. The stages are exclusive times measured by wrapping the "
-        f"engine's functions in place.")
+        f"The server's own time runs from the moment its request line arrives to the end of "
+        f"its reply (parsing the headers and the JSON body is the server's work, not ours); "
+        f"the loopback network and everything in our process count as overhead. The stages "
+        f"are exclusive times measured by wrapping the engine's functions in place.")
     details: dict[str, Any] = {}
     stage_rows = []
     modes = [(t, listener) for t in transports() for listener in (False, True)]

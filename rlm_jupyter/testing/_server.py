@@ -134,6 +134,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
 
+    def parse_request(self) -> bool:
+        # The request line has arrived: from here on the time is the server's own (parsing the
+        # headers and the JSON body included), so ``elapsed_s`` does not charge it to the client.
+        self.received_at = time.monotonic()
+        return super().parse_request()
+
     def handle(self) -> None:
         try:
             super().handle()
@@ -417,7 +423,7 @@ class ScriptedServer:
         return text
 
     def _serve_chat(self, handler: _Handler, req: ScriptedRequest) -> None:
-        started = time.monotonic()
+        started = getattr(handler, "received_at", None) or time.monotonic()
         self.requests.append(req)
         self._count(requests=1, in_flight=1, stream=int(req.stream))
         try:
