@@ -22,7 +22,8 @@ from rlm_jupyter.engine import prompts
 from rlm_jupyter.engine.budget import Budget
 from rlm_jupyter.engine.context import describe_context, normalize_context, type_name
 from rlm_jupyter.engine.llm import LLMClient, LLMReply
-from rlm_jupyter.engine.parsing import is_placeholder, parse_reply, rebinds_name
+from rlm_jupyter.engine.parsing import (ParsedReply, is_placeholder, parse_reply,
+                                        rebinds_name)
 
 PREVIEW_CHARS = 300
 MAX_PROMPT_CHARS = 2_000_000
@@ -215,12 +216,13 @@ class Run:
             started = self.emit(ev.TurnStarted, turn=turn)
             self.turn_span = started.span_id
             reply = self._root_call(messages)
-            if self._only_repeats(reply.text):
+            parsed = parse_reply(reply.text)
+            if self._only_repeats(parsed):
                 # Not added to the history: the model would copy it again. The next turn asks
                 # the same question at a higher temperature (see _loosened_sampling).
                 continue
             messages.append({"role": "assistant", "content": reply.text})
-            answer, feedback = self._act_on(reply.text)
+            answer, feedback = self._act_on(parsed)
             if answer is not None:
                 return answer, None
             messages.append({"role": "user", "content": feedback})
@@ -232,8 +234,8 @@ class Run:
         messages.append({"role": "user", "content": prompts.LAST_TURN_MESSAGE})
         reply = self._root_call(messages)
         # A model out of turns may still answer in code (``FINAL(x)`` inside a block): run it.
-        best, _ = self._act_on(reply.text)
         parsed = parse_reply(reply.text)
+        best, _ = self._act_on(parsed)
         if best is None and parsed.final is not None and parsed.final.kind == "text":
             # Unchecked here: a guess the checks refused is still the best guess there is.
             best = None if is_placeholder(parsed.final.value) else parsed.final.value
@@ -266,7 +268,7 @@ class Run:
                   cost_usd=reply.cost_usd, latency_s=reply.latency_s, cached=reply.cached)
         return reply
 
-    def _only_repeats(self, text: str) -> bool:
+    def _only_repeats(self, parsed: ParsedReply) -> bool:
         """A reply whose every block already ran, with no answer: recorded, not run again.
 
         Greedy small models fall into loops of the same reply (Qwen2.5-Coder 1.5B: five
@@ -274,7 +276,6 @@ class Run:
         the next reply a copy too; so the turn is spent, the block is logged as not run, and
         the next call samples less greedily from the history as it was.
         """
-        parsed = parse_reply(text)
         if (not parsed.code_blocks or parsed.final is not None
                 or not all(code.strip() in self._seen_code for code in parsed.code_blocks)):
             self._repeats_in_a_row = 0
@@ -311,9 +312,8 @@ class Run:
         base = self.tree.settings.request_timeout_s
         return base if remaining is None else max(1.0, min(base, remaining))
 
-    def _act_on(self, text: str) -> tuple[str | None, str]:
+    def _act_on(self, parsed: ParsedReply) -> tuple[str | None, str]:
         """Run the reply's code; return (answer, feedback for the next turn)."""
-        parsed = parse_reply(text)
         if parsed.code_blocks or parsed.final is not None:
             self._wait_for_sandbox()
         outputs: list[str] = []

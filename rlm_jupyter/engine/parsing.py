@@ -54,6 +54,8 @@ def parse_reply(text: str) -> ParsedReply:
 
 
 def _literal_final(code: str) -> bool:
+    if not code.lstrip().startswith(("FINAL", "Final")):
+        return False  # the common case, without parsing
     try:
         tree = ast.parse(code.strip())
     except (SyntaxError, ValueError):
@@ -72,6 +74,8 @@ def rebinds_name(code: str, name: str) -> bool:
     Small models retype the context preview as ``context = \"\"\"Record 1 ...\"\"\"`` and then
     analyse those few lines instead of the data; the engine refuses such blocks.
     """
+    if name not in code:
+        return False  # the common case, without parsing
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
