@@ -175,7 +175,7 @@ class LLMClient:
         """One chat completion with retries; raises :class:`errors.LLMCallError` at the end.
 
         ``sampling`` overrides the run's sampling parameters for this call only (the engine
-        raises the temperature once to break a small model's verbatim loop).
+        raises the temperature after a reply that repeated code, to break a small model's loop).
         """
         params = {**self.litellm_kwargs, **sampling} if sampling else self.litellm_kwargs
         deltas = _Coalescer(on_delta, DELTA_INTERVAL_S) if on_delta is not None else None

@@ -100,8 +100,7 @@ class Run:
         self._seen_code: set[str] = set()
         self._outputs: list[str] = []
         self._grounding_checked = False
-        self._loosen_next_call = False
-        self._repeats_in_a_row = 0
+        self._repeats_in_a_row = 0  # replies in a row that only repeated code already run
         self._blind_subcalls = 0  # short llm_query prompts in this turn (see _act_on)
         self._opener: _Background | None = None
 
@@ -282,11 +281,13 @@ class Run:
             return False
         self._repeats_in_a_row += 1
         for index, code in enumerate(parsed.code_blocks):
-            self.emit(ev.CodeExecuted, turn=self.turn, index=index, code=code, stdout="",
-                      error=prompts.REPEATED_CODE_NOTE, duration_s=0.0, timed_out=False,
-                      restarted=False)
-        self._loosen_next_call = True
+            self._not_run(index, code, prompts.REPEATED_CODE_NOTE)
         return True
+
+    def _not_run(self, index: int, code: str, why: str) -> None:
+        """Log a block the engine refused to run, with the reason as its error."""
+        self.emit(ev.CodeExecuted, turn=self.turn, index=index, code=code, stdout="",
+                  error=why, duration_s=0.0, timed_out=False, restarted=False)
 
     def _loosened_sampling(self) -> dict[str, Any] | None:
         """After a reply that only repeated earlier code, sample the next one less greedily.
@@ -297,11 +298,9 @@ class Run:
         second repeat in a row at 1.0, then 1.3; the run's own setting applies again from the
         call after.
         """
-        if not self._loosen_next_call:
+        if not self._repeats_in_a_row:  # the last reply was not a repeat (or none yet)
             return None
-        self._loosen_next_call = False
-        step = min(self._repeats_in_a_row, len(LOOSE_TEMPERATURES)) - 1
-        loose = LOOSE_TEMPERATURES[max(0, step)]
+        loose = LOOSE_TEMPERATURES[min(self._repeats_in_a_row, len(LOOSE_TEMPERATURES)) - 1]
         current = self.tree.settings.litellm_kwargs.get("temperature")
         if current is not None and float(current) >= loose:
             return None
@@ -324,9 +323,7 @@ class Run:
             if self.tree.cancel.is_set():
                 raise errors.RunCancelled("The run was cancelled.")
             if rebinds_name(code, "context"):
-                self.emit(ev.CodeExecuted, turn=self.turn, index=index, code=code, stdout="",
-                          error=prompts.CONTEXT_REBIND_NOTE, duration_s=0.0, timed_out=False,
-                          restarted=False)
+                self._not_run(index, code, prompts.CONTEXT_REBIND_NOTE)
                 outputs.append(prompts.CONTEXT_REBIND_NOTE)
                 continue
             timeout = self.tree.settings.cell_timeout_s
