@@ -521,3 +521,22 @@ def test_invented_number_is_checked_against_the_outputs_once(server_factory, rlm
     assert "does not appear in any output" in last_user(srv.requests.roots()[2])
     grounded = server_factory(root=[fence("print('total:', 24)"), "FINAL(24)"])
     assert rlm_for(grounded).run("q", context="c").answer == "24"
+
+
+def test_a_short_llm_query_over_a_large_context_gets_a_note(server_factory, rlm_for):
+    srv = server_factory(root=[fence("print(llm_query('What is the magic number?'))"),
+                               fence("print(llm_query('Find it in: ' + context[:500]))"),
+                               "FINAL(done)"], sub=lambda p, r: "12")
+    rlm_for(srv).run("q", context="filler line\n" * 2000)
+    roots = srv.requests.roots()
+    assert "llm_query saw only the short prompt" in last_user(roots[1])
+    assert "llm_query saw only the short prompt" not in last_user(roots[2])
+
+
+def test_first_message_for_a_dataframe_asks_for_structure(server_factory, rlm_for):
+    pd = pytest.importorskip("pandas")
+    srv = server_factory(root=["FINAL(ok)"])
+    rlm_for(srv).run("q", context=pd.DataFrame({"a": [1, 2]}))
+    first_user = [m for m in srv.requests.roots()[0].messages if m["role"] == "user"][0]
+    assert "structure of `context`" in first_user["content"]
+    assert "key words" not in first_user["content"]
