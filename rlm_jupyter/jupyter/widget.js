@@ -7,14 +7,16 @@
 // as the `final_events` trait, so reloaded pages and saved widget state show the full run.
 
 // anywidget hands initialize() and each render() a different proxy of the same model, so the
-// shared store is keyed by the widget's own `uid` trait, not by the model object.
+// shared store is keyed by the widget's own `uid` trait, not by the model object. It also keeps
+// the open/closed state the user chose per node, so views rebuilt from scratch (the final sync,
+// a re-displayed output) keep the user's place.
 const STORES = new Map();
 
 function storeFor(model) {
   const key = model.get("uid") || "default";
   let store = STORES.get(key);
   if (!store) {
-    store = { events: [], listeners: new Set(), lastRecv: Date.now() };
+    store = { events: [], listeners: new Set(), lastRecv: Date.now(), open: new Map() };
     STORES.set(key, store);
   }
   return store;
@@ -404,6 +406,15 @@ function render({ model, el }) {
   const runEls = new Map();
   const turnEls = new Map();
 
+  // A <details> the user opened or closed stays so through rebuilds; one never touched keeps
+  // its default (and may still be folded by the view). `key` is the node's run / span id.
+  function keepOpen(details, summary, key) {
+    if (store.open.has(key)) details.open = store.open.get(key);
+    summary.addEventListener("click", () => store.open.set(key, !details.open));
+  }
+
+  const turnKey = (t) => `turn:${t.run.id}:${t.n}`;
+
   function liveRunning() {
     const r = tree.roots[0];
     return !!model.get("live") && (!r || r.status === "running");
@@ -483,6 +494,7 @@ function render({ model, el }) {
       summary = h("summary");
       wrap.appendChild(summary);
       wrap.open = true;
+      keepOpen(wrap, summary, "run:" + run.id);
     }
     const ans = h("div", "rlm-child-answer");
     wrap.append(turnsEl, ans);
@@ -502,7 +514,7 @@ function render({ model, el }) {
       // A new turn folds the previous ones the user has not touched, keeping the view short.
       for (const prev of run.turns.slice(0, r.turnsRendered)) {
         const pe = turnEls.get(prev);
-        if (pe && !pe.touched) pe.wrap.open = false;
+        if (pe && !store.open.has(turnKey(prev))) pe.wrap.open = false;
       }
       const t = run.turns[r.turnsRendered++];
       r.turnsEl.appendChild(turnEl(t).wrap);
@@ -527,7 +539,8 @@ function render({ model, el }) {
     wrap.append(summary, text, codes, subs, kids);
     te = { wrap, summary, text, codes, subs, subsSummary, subsBody, kids, codesRendered: 0, subsRendered: 0, kidsRendered: 0, subLimit: SUB_PAGE, rows: new Map(), more: null };
     subs.addEventListener("toggle", () => { if (subs.open) renderSubRows(t, te); });
-    summary.addEventListener("click", () => { te.touched = true; });
+    keepOpen(wrap, summary, turnKey(t));
+    keepOpen(subs, subsSummary, "subs:" + turnKey(t));
     turnEls.set(t, te);
     return te;
   }
@@ -580,6 +593,7 @@ function render({ model, el }) {
     const bodyEl = h("div");
     row.append(sum, bodyEl);
     row.addEventListener("toggle", () => { if (row.open) fillSub(s, bodyEl); });
+    keepOpen(row, sum, "sub:" + s.span);
     return { row, sum, bodyEl };
   }
 

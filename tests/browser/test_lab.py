@@ -7,6 +7,7 @@ kernel interrupt (■) stops a run and leaves the partial view, and the Stop but
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -102,14 +103,32 @@ def feed():
 threading.Thread(target=feed).start()""",
 ]
 
+# A run whose child RLM finishes at once while its root's sub-calls take seconds: time for the
+# user to open and close nodes before the end-of-run refresh.
+PLACES_CELLS = [
+    """%load_ext rlm
+import time
+from rlm_jupyter.testing import ScriptedServer
+from rlm_jupyter.jupyter.magics import get_magics
+ROOT = ("```repl\\nkid = rlm_query('child task: say hi')\\n"
+        "parts = llm_query_batched(['part %d' % i for i in range(3)])\\nFINAL_VAR('parts')\\n```")
+srv = ScriptedServer(root={"child task": "FINAL(hi from the child)", "": ROOT},
+                     sub=lambda prompt, req: (time.sleep(6), 'slow ' + prompt)[1], strict=False).start()
+m = get_magics()
+m.model, m.api_base, m.api_key = srv.model, srv.base_url, 'scripted'
+print('ready')""",
+    "%%rlm --context 'abc'\nKeep my place.",
+]
+
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("lab")
-    nb = {"cells": [_cell(src) for src in NOTEBOOK_CELLS], "metadata": {
-        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                       "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
-    (work / "live.ipynb").write_text(json.dumps(nb))
+    for name, cells in (("live.ipynb", NOTEBOOK_CELLS), ("places.ipynb", PLACES_CELLS)):
+        nb = {"cells": [_cell(src) for src in cells], "metadata": {
+            "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
+                           "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
+        (work / name).write_text(json.dumps(nb))
     # Isolated settings: render every cell (no virtual scrolling), no news popup.
     settings = work / "settings" / "@jupyterlab"
     (settings / "notebook-extension").mkdir(parents=True)
@@ -163,7 +182,8 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / name), full_page=False)
 
 
-CELLS = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell"
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+CELLS = PANEL + " .jp-Cell"
 
 
 def _cell_at(page, index: int):
@@ -193,10 +213,13 @@ def _run_cell(page, index: int) -> None:
 
 
 def _widget(page, n: int):
-    return page.locator(".rlm-w").nth(n)
+    return page.locator(PANEL + " .rlm-w").nth(n)
 
 
-def test_live_view_interrupt_and_stop(lab: str) -> None:
+@contextlib.contextmanager
+def _notebook(lab: str, name: str) -> Iterator:
+    """A headless chromium page on ``name`` with its kernel idle; on failure a screenshot and
+    the browser console go to ``artifacts/``."""
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
@@ -208,86 +231,129 @@ def test_live_view_interrupt_and_stop(lab: str) -> None:
         page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
         page.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
         try:
-            page.goto(f"{lab}/lab/tree/live.ipynb?token={TOKEN}")
+            page.goto(f"{lab}/lab/tree/{name}?token={TOKEN}")
             page.locator(CELLS).first.wait_for()
             # Kernel ready: the status bar says Idle.
             expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=120_000)
             time.sleep(2)  # the kernel connection settles after the first Idle
-
-            _run_cell(page, 0)
-            expect(_cell_at(page, 0).locator(".jp-OutputArea")).to_contain_text("ready", timeout=120_000)
-
-            # --- live run: counters and tree appear while it is running --------------------
-            _run_cell(page, 1)
-            w = _widget(page, 0)
-            expect(w.locator(".rlm-status")).to_have_text("running", timeout=60_000)
-            expect(w.locator(".rlm-turn").first).to_be_visible()
-            expect(w.locator(".rlm-c-subcalls")).to_contain_text(re.compile(r"[1-9]\d* sub-calls"), timeout=60_000)
-            assert w.locator(".rlm-status").inner_text() in ("running", "ok")
-            _shot(page, "live_view_running.png")
-            _widget_shot(page, w, "live_view_widget_running.png")
-            expect(w.locator(".rlm-status")).to_have_text("ok", timeout=120_000)
-            # The cell ends by refreshing its output with the static fallbacks: wait for that.
-            expect(_cell_at(page, 1).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"))
-            time.sleep(1)
-            w = _widget(page, 0)
-            expect(w.locator(".rlm-answer")).to_contain_text("4921-ALPHA")
-            expect(w.locator(".rlm-turns")).to_contain_text("Turn 3")
-            expect(w.locator(".rlm-src:visible").first).to_be_visible()  # highlighted code
-            assert int(w.locator(".rlm-turns .rlm-turn").count()) >= 3
-            # Earlier turns are folded; open turn 2, its sub-call list and one sub-call.
-            w.locator(".rlm-turn > summary").nth(1).click()
-            subs = w.locator("details.rlm-subs:visible > summary").first
-            subs.click()
-            expect(w.locator(".rlm-sub").first).to_be_visible()
-            w.locator(".rlm-sub summary").first.click()
-            _shot(page, "live_view_done.png")
-
-            # --- kernel interrupt mid-run: partial view kept ----------------------------------
-            _run_cell(page, 2)
-            _run_cell(page, 3)
-            w2 = _widget(page, 1)
-            expect(w2.locator(".rlm-c-subcalls")).to_contain_text("running", timeout=60_000)
-            _shot(page, "interrupt_before.png")
-            t0 = time.monotonic()
-            _cell_at(page, 3).locator(".jp-InputPrompt").click()
-            page.keyboard.press("Escape")
-            page.keyboard.press("i")
-            page.keyboard.press("i")
-            expect(w2.locator(".rlm-status")).to_have_text("cancelled", timeout=45_000)
-            stopped_in = time.monotonic() - t0
-            cell3 = _cell_at(page, 3)
-            expect(cell3.locator(".jp-OutputArea")).to_contain_text("Interrupted", timeout=20_000)
-            expect(w2.locator(".rlm-turn").first).to_be_visible()  # partial trajectory shown
-            _shot(page, "interrupt_partial.png")
-            assert stopped_in < 10, stopped_in
-
-            # --- background run + Stop button -------------------------------------------------
-            _run_cell(page, 4)
-            w3 = _widget(page, 2)
-            expect(w3.locator(".rlm-c-subcalls")).to_contain_text("running", timeout=60_000)
-            expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=30_000)
-            w3.locator(".rlm-stop").click()
-            expect(w3.locator(".rlm-status")).to_have_text("cancelled", timeout=45_000)
-            _shot(page, "background_stopped.png")
-
-            # --- 2,000 sub-calls: the view keeps up and stays responsive ----------------------
-            _run_cell(page, 5)
-            w4 = _widget(page, 3)
-            expect(w4.locator(".rlm-c-subcalls")).to_contain_text("2000 sub-calls", timeout=60_000)
-            expect(w4.locator(".rlm-status")).to_have_text("ok", timeout=60_000)
-            t0 = time.monotonic()
-            w4.locator("details.rlm-subs:visible > summary").first.click()
-            expect(w4.locator(".rlm-sub").nth(99)).to_be_visible()
-            expect(w4.locator(".rlm-more")).to_contain_text("more of 1900")
-            opened_in = time.monotonic() - t0
-            assert opened_in < 5, opened_in
-            w4.scroll_into_view_if_needed()
-            _shot(page, "two_thousand_subcalls.png")
-            _widget_shot(page, w, "live_view_widget.png")
+            yield page
         except Exception:
             _shot(page, "failure.png")
             (ARTIFACTS / "browser_console.log").write_text("\n".join(console))
             raise
         finally:
             browser.close()
+
+
+def test_live_view_interrupt_and_stop(lab: str) -> None:
+    from playwright.sync_api import expect
+
+    with _notebook(lab, "live.ipynb") as page:
+        _run_cell(page, 0)
+        expect(_cell_at(page, 0).locator(".jp-OutputArea")).to_contain_text("ready", timeout=120_000)
+
+        # --- live run: counters and tree appear while it is running --------------------
+        _run_cell(page, 1)
+        w = _widget(page, 0)
+        expect(w.locator(".rlm-status")).to_have_text("running", timeout=60_000)
+        expect(w.locator(".rlm-turn").first).to_be_visible()
+        expect(w.locator(".rlm-c-subcalls")).to_contain_text(re.compile(r"[1-9]\d* sub-calls"), timeout=60_000)
+        assert w.locator(".rlm-status").inner_text() in ("running", "ok")
+        _shot(page, "live_view_running.png")
+        _widget_shot(page, w, "live_view_widget_running.png")
+        expect(w.locator(".rlm-status")).to_have_text("ok", timeout=120_000)
+        # The cell ends by refreshing its output with the static fallbacks: wait for that.
+        expect(_cell_at(page, 1).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"))
+        time.sleep(1)
+        w = _widget(page, 0)
+        expect(w.locator(".rlm-answer")).to_contain_text("4921-ALPHA")
+        expect(w.locator(".rlm-turns")).to_contain_text("Turn 3")
+        expect(w.locator(".rlm-src:visible").first).to_be_visible()  # highlighted code
+        assert int(w.locator(".rlm-turns .rlm-turn").count()) >= 3
+        # Earlier turns are folded; open turn 2, its sub-call list and one sub-call.
+        w.locator(".rlm-turn > summary").nth(1).click()
+        subs = w.locator("details.rlm-subs:visible > summary").first
+        subs.click()
+        expect(w.locator(".rlm-sub").first).to_be_visible()
+        w.locator(".rlm-sub summary").first.click()
+        _shot(page, "live_view_done.png")
+
+        # --- kernel interrupt mid-run: partial view kept ----------------------------------
+        _run_cell(page, 2)
+        _run_cell(page, 3)
+        w2 = _widget(page, 1)
+        expect(w2.locator(".rlm-c-subcalls")).to_contain_text("running", timeout=60_000)
+        _shot(page, "interrupt_before.png")
+        t0 = time.monotonic()
+        _cell_at(page, 3).locator(".jp-InputPrompt").click()
+        page.keyboard.press("Escape")
+        page.keyboard.press("i")
+        page.keyboard.press("i")
+        expect(w2.locator(".rlm-status")).to_have_text("cancelled", timeout=45_000)
+        stopped_in = time.monotonic() - t0
+        cell3 = _cell_at(page, 3)
+        expect(cell3.locator(".jp-OutputArea")).to_contain_text("Interrupted", timeout=20_000)
+        expect(w2.locator(".rlm-turn").first).to_be_visible()  # partial trajectory shown
+        _shot(page, "interrupt_partial.png")
+        assert stopped_in < 10, stopped_in
+
+        # --- background run + Stop button -------------------------------------------------
+        _run_cell(page, 4)
+        w3 = _widget(page, 2)
+        expect(w3.locator(".rlm-c-subcalls")).to_contain_text("running", timeout=60_000)
+        expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=30_000)
+        w3.locator(".rlm-stop").click()
+        expect(w3.locator(".rlm-status")).to_have_text("cancelled", timeout=45_000)
+        _shot(page, "background_stopped.png")
+
+        # --- 2,000 sub-calls: the view keeps up and stays responsive ----------------------
+        _run_cell(page, 5)
+        w4 = _widget(page, 3)
+        expect(w4.locator(".rlm-c-subcalls")).to_contain_text("2000 sub-calls", timeout=60_000)
+        expect(w4.locator(".rlm-status")).to_have_text("ok", timeout=60_000)
+        t0 = time.monotonic()
+        w4.locator("details.rlm-subs:visible > summary").first.click()
+        expect(w4.locator(".rlm-sub").nth(99)).to_be_visible()
+        expect(w4.locator(".rlm-more")).to_contain_text("more of 1900")
+        opened_in = time.monotonic() - t0
+        assert opened_in < 5, opened_in
+        w4.scroll_into_view_if_needed()
+        _shot(page, "two_thousand_subcalls.png")
+        _widget_shot(page, w, "live_view_widget.png")
+
+
+def test_open_and_closed_nodes_survive_the_end_of_run_refresh(lab: str) -> None:
+    """What the user opened or closed mid-run stays so when the run ends and the view is rebuilt
+    (final sync, re-displayed output); nodes left alone keep their defaults."""
+    from playwright.sync_api import expect
+
+    with _notebook(lab, "places.ipynb") as page:
+        _run_cell(page, 0)
+        expect(_cell_at(page, 0).locator(".jp-OutputArea")).to_contain_text("ready", timeout=120_000)
+        _run_cell(page, 1)
+        w = _widget(page, 0)
+        turn = w.locator(".rlm-body > .rlm-run > .rlm-turns > .rlm-turn").first
+        child = w.locator("details.rlm-child").first
+        subs = turn.locator(":scope > details.rlm-subs")
+        expect(child).to_contain_text("ok", timeout=60_000)  # the child run is done, open
+        expect(subs).to_contain_text("3 sub-calls", timeout=60_000)  # sleeping 6 s each
+        # Mid-run: close the child run (open by default), open the sub-call list and its
+        # first sub-call (closed by default).
+        child.locator(":scope > summary").click()
+        subs.locator(":scope > summary").click()
+        subs.locator(".rlm-sub > summary").first.click()
+        expect(w.locator(".rlm-status")).to_have_text("running")  # before the refresh
+        expect(child).to_have_js_property("open", False)
+        expect(subs).to_have_js_property("open", True)
+
+        expect(w.locator(".rlm-status")).to_have_text("ok", timeout=120_000)
+        expect(_cell_at(page, 1).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"))
+        time.sleep(1)
+        expect(w.locator(".rlm-answer")).to_contain_text("slow part 0")
+        _shot(page, "kept_places.png")
+        expect(child).to_have_js_property("open", False)
+        expect(subs).to_have_js_property("open", True)
+        expect(subs.locator(".rlm-sub").nth(0)).to_have_js_property("open", True)
+        expect(subs.locator(".rlm-sub").nth(0)).to_contain_text("slow part 0")
+        expect(subs.locator(".rlm-sub").nth(1)).to_have_js_property("open", False)  # untouched
+        expect(turn).to_have_js_property("open", True)  # untouched
