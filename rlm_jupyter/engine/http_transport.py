@@ -28,11 +28,14 @@ import threading
 from typing import Any, Callable, Iterator
 from urllib.parse import quote, urlsplit
 
+from rlm_jupyter.engine.request_body import MessageMemo, chat_body
+
 _PROVIDER_PREFIXES = ("openai/", "hosted_vllm/", "openai_like/", "custom_openai/")
 _PASS_THROUGH = ("temperature", "top_p", "seed", "max_tokens", "max_completion_tokens", "stop",
                  "presence_penalty", "frequency_penalty", "response_format", "n", "logit_bias",
                  "reasoning_effort", "top_k")
 _USER_AGENT = "rlm-jupyter"
+_MEMO = MessageMemo()  # one for the process: the histories of all live runs
 
 
 class HTTPStatusFailure(Exception):
@@ -204,14 +207,14 @@ class HTTPTransport:
                  stream: bool, on_delta: Callable[[str], None] | None,
                  timeout_s: float, in_flight: InFlight | None = None) -> tuple[str, int, int]:
         """Returns (text, prompt_tokens, completion_tokens)."""
-        body: dict[str, Any] = {"model": wire_model_name(model), "messages": messages}
+        fields: dict[str, Any] = {"model": wire_model_name(model)}
         for k in _PASS_THROUGH:
             if k in params:
-                body[k] = params[k]
+                fields[k] = params[k]
         if stream:
-            body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
-        payload = json.dumps(body).encode()
+            fields["stream"] = True
+            fields["stream_options"] = {"include_usage": True}
+        payload = chat_body(_MEMO, messages, fields)
         if self._httpx is not None:
             if not stream:
                 data = self._httpx.post(payload, timeout_s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -354,6 +355,11 @@ class LLMClient:
 
 
 _UNPRICED: set[str] = set()
+#: Models whose litellm price is a flat rate per token, checked once against litellm itself:
+#: model -> the key of its entry in ``litellm.model_cost``.
+_FLAT: dict[str, str] = {}
+#: Price keys that make a price depend on more than the two token counts.
+_NOT_FLAT = ("above_", "per_second", "per_character", "per_request")
 
 
 def _cost(model: str, prompt_tokens: int, completion_tokens: int,
@@ -362,10 +368,18 @@ def _cost(model: str, prompt_tokens: int, completion_tokens: int,
     ones) cost 0. ``usage``: the provider's usage object when litellm parsed one, so cached and
     reasoning tokens are priced as litellm prices them.
 
-    An unknown model makes litellm raise through a slow lookup on every call, so the answer
-    "unpriced" is remembered per model (``litellm.register_model`` later clears it).
+    ``litellm.cost_per_token`` takes ~0.22 ms of CPU for a known model and an unknown one raises
+    through a slow lookup, on every call. So the answer "unpriced" is remembered per model
+    (``litellm.register_model`` later clears it), and a model priced at a flat rate per token
+    is priced from its entry, once litellm's own answer has agreed with that rate.
     """
     litellm = get_litellm()
+    if usage is None and model in _FLAT:
+        entry = litellm.model_cost.get(_FLAT[model]) or {}
+        rate_in, rate_out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
+        if isinstance(rate_in, (int, float)) and isinstance(rate_out, (int, float)):
+            return prompt_tokens * rate_in + completion_tokens * rate_out, True
+        del _FLAT[model]  # re-registered without a flat price: ask litellm again
     if model in _UNPRICED:
         if not _registered(litellm, model):
             return 0.0, False
@@ -374,10 +388,36 @@ def _cost(model: str, prompt_tokens: int, completion_tokens: int,
         prompt_cost, completion_cost = litellm.cost_per_token(
             model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
             usage_object=usage)
-        return float(prompt_cost + completion_cost), True
     except Exception:  # noqa: BLE001 - ModelNotMappedError and friends
         _UNPRICED.add(model)
         return 0.0, False
+    cost = float(prompt_cost + completion_cost)
+    if usage is None:
+        _remember_flat(litellm, model, prompt_tokens, completion_tokens, cost)
+    return cost, True
+
+
+def _remember_flat(litellm: Any, model: str, prompt_tokens: int, completion_tokens: int,
+                   cost: float) -> None:
+    """Note ``model`` as flat-priced if its entry has only per-token rates and litellm's price
+    for these counts, and for a probe of each kind of token alone, is exactly that rate."""
+    key = model if model in litellm.model_cost else model.split("/", 1)[-1]
+    entry = litellm.model_cost.get(key)
+    if not entry or any(part in name for name in entry for part in _NOT_FLAT):
+        return
+    rate_in, rate_out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
+    if not isinstance(rate_in, (int, float)) or not isinstance(rate_out, (int, float)):
+        return
+    try:
+        probes = [(cost, prompt_tokens, completion_tokens)]
+        for p, c in ((1000, 0), (0, 1000)):
+            probes.append((sum(litellm.cost_per_token(model=model, prompt_tokens=p,
+                                                      completion_tokens=c)), p, c))
+    except Exception:  # noqa: BLE001 - priced once, not now: stay on litellm's path
+        return
+    if all(math.isclose(usd, p * rate_in + c * rate_out, rel_tol=1e-9, abs_tol=1e-15)
+           for usd, p, c in probes):
+        _FLAT[model] = key
 
 
 def _registered(litellm: Any, model: str) -> bool:
