@@ -23,7 +23,7 @@ from rlm_jupyter.engine.budget import Budget
 from rlm_jupyter.engine.context import describe_context, normalize_context, type_name
 from rlm_jupyter.engine.llm import LLMClient, LLMReply
 from rlm_jupyter.engine.parsing import (ParsedReply, is_placeholder, parse_reply,
-                                        rebinds_name)
+                                        rebinds_name, without_trailing_prose)
 
 PREVIEW_CHARS = 300
 MAX_PROMPT_CHARS = 2_000_000
@@ -217,10 +217,15 @@ class Run:
             reply = self._root_call(messages)
             parsed = parse_reply(reply.text)
             if self._only_repeats(parsed):
-                # Not added to the history: the model would copy it again. The next turn asks
-                # the same question at a higher temperature (see _loosened_sampling).
+                # Not added to the history: the model would copy it again. The next call says
+                # so and samples at a higher temperature (see _loosened_sampling).
+                nudge = prompts.repeat_nudge(self.question)
+                if not messages[-1]["content"].endswith(nudge):
+                    messages[-1] = {"role": "user",
+                                    "content": f"{messages[-1]['content']}\n\n{nudge}"}
                 continue
-            messages.append({"role": "assistant", "content": reply.text})
+            messages.append({"role": "assistant", "content": without_trailing_prose(reply.text)
+                             if parsed.code_blocks else reply.text})
             answer, feedback = self._act_on(parsed)
             if answer is not None:
                 return answer, None

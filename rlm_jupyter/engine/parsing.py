@@ -53,6 +53,29 @@ def parse_reply(text: str) -> ParsedReply:
     return ParsedReply(code_blocks=blocks, final=find_final(prose), prose=prose)
 
 
+def without_trailing_prose(text: str) -> str:
+    """The reply up to the end of its last closed code block.
+
+    What a model writes after its code is a guess at output it has not seen: Qwen2.5-Coder
+    1.5B ended a search with "the number is 8375", the search printed 3056556, and kept
+    answering 8375 from its own earlier words. Kept out of the history, the guess cannot
+    anchor later turns; the block's real output follows in the next message.
+    """
+    lines = text.splitlines()
+    inside, last_close = False, None
+    for i, line in enumerate(lines):
+        fence = _FENCE.match(line)
+        if fence is None:
+            continue
+        if inside and not fence.group(2):
+            inside, last_close = False, i
+        elif not inside:
+            inside = True
+    if last_close is None or inside or not "".join(lines[last_close + 1:]).strip():
+        return text
+    return "\n".join(lines[:last_close + 1])
+
+
 def _literal_final(code: str) -> bool:
     if not code.lstrip().startswith(("FINAL", "Final")):
         return False  # the common case, without parsing

@@ -6,6 +6,8 @@ example shows searching, not guessing, and each feedback message ends with what 
 
 from __future__ import annotations
 
+import re
+
 SYSTEM_PROMPT = """\
 You answer a question about a context that is far too large to read directly. The context is \
 loaded in a Python REPL as the variable `context`; you never see it whole. Work by writing code.
@@ -55,12 +57,26 @@ Start with a ```repl block that prints {first_look}.\
 #: models to the evidence in one turn (they otherwise print ``context[:100]`` and then guess).
 FIRST_LOOK_TEXT = "a few lines of `context` and the lines that contain the question's key words"
 FIRST_LOOK_OTHER = "the structure of `context` and a few of its items or rows"
+#: Naming the words: without them a small model asks llm_query about the words instead of
+#: searching for them (Qwen2.5-Coder 1.5B, S-NIAH: ``llm_query_batched(["misty-glacier"])``).
+KEY_TERMS = " ({terms})"
+
+# Quoted phrases, hyphenated or underscored names, numbers of 3+ digits, and capitalised words
+# inside the sentence: the parts of a question most likely to occur verbatim in the data.
+_QUOTED = re.compile(r"""(?<![\w])['"‘“]([^'"’”\n]{2,60})['"’”](?![\w])""")
+_NAMED = re.compile(r"\b(?:[A-Za-z0-9]+[-_])+[A-Za-z0-9]+\b|\b\d{3,}\b|(?<=[a-z,;:] )[A-Z][a-z]+\b")
 
 CONTINUE_MESSAGE = (
     "Question: {question}\n\nIf the output above answers the question, reply with only "
     "FINAL(...) with the answer itself inside the parentheses. Otherwise write a new, "
     "different ```repl block."
 )
+
+REPEAT_NUDGE = (
+    "Your last reply only repeated code that already ran; its output is above. Write a "
+    "different ```repl block{hint}, or reply with FINAL(...) if the output answers the question."
+)
+REPEAT_HINT = ' (for example one that prints the lines of `context` that contain "{term}")'
 
 REPEATED_CODE_NOTE = (
     "Not run again: this code already ran in an earlier turn. The model was asked again for "
@@ -115,9 +131,32 @@ def system_prompt(context_type: str) -> str:
     return SYSTEM_PROMPT.format(context_type=context_type)
 
 
+def key_terms(question: str, limit: int = 3) -> list[str]:
+    """Words of the question worth searching the context for verbatim, in order, at most
+    ``limit``: quoted phrases first, then names, ids and capitalised words."""
+    found: list[str] = []
+    for term in [*_QUOTED.findall(question), *_NAMED.findall(question)]:
+        term = term.strip()
+        if term and not any(term in seen for seen in found) and len(found) < limit:
+            found.append(term)
+    return found
+
+
 def first_user_message(question: str, context_summary: str, text: bool = True) -> str:
+    first_look = FIRST_LOOK_OTHER
+    if text:
+        terms = key_terms(question)
+        first_look = FIRST_LOOK_TEXT + (
+            KEY_TERMS.format(terms=", ".join(f'"{t}"' for t in terms)) if terms else "")
     return FIRST_USER_MESSAGE.format(question=question, context_summary=context_summary,
-                                     first_look=FIRST_LOOK_TEXT if text else FIRST_LOOK_OTHER)
+                                     first_look=first_look)
+
+
+def repeat_nudge(question: str) -> str:
+    """Added to the last message when the model only repeated code that already ran."""
+    terms = key_terms(question)
+    hint = REPEAT_HINT.format(term=terms[0]) if terms else ""
+    return REPEAT_NUDGE.format(hint=hint)
 
 
 def execution_feedback(outputs: list[str], question: str, notes: list[str] = ()) -> str:

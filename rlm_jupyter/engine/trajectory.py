@@ -167,6 +167,7 @@ class Trajectory:
         self.root: RunNode | None = None
         self.events = 0
         self._turn_by_span: dict[str, TurnNode] = {}
+        self._turn_by_number: dict[tuple[str, int], TurnNode] = {}  # (run id, turn)
         self._subcalls: dict[str, SubCallNode] = {}
         self._turn_of_subcall: dict[str, TurnNode] = {}
         self._attached: set[str] = set()
@@ -211,10 +212,10 @@ class Trajectory:
         return run
 
     def _turn(self, run: RunNode, turn: int, span_id: str | None = None) -> TurnNode:
-        for node in reversed(run.turns):
-            if node.turn == turn:
-                return node
-        node = TurnNode(turn=turn, span_id=span_id or "")
+        node = self._turn_by_number.get((run.run_id, turn))
+        if node is not None:
+            return node
+        node = self._turn_by_number[run.run_id, turn] = TurnNode(turn=turn, span_id=span_id or "")
         run.turns.append(node)
         if span_id:
             self._turn_by_span[span_id] = node
@@ -288,6 +289,10 @@ class Trajectory:
                 turn.streaming = False
 
 
+#: One encoder for every line: ``json.dumps`` with options builds a new one per call.
+_encode_line = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
 class JsonlWriter:
     """Subscriber that appends each event to ``path`` as one JSON line, flushed at once."""
 
@@ -301,7 +306,7 @@ class JsonlWriter:
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.ModelChunk):
             return
-        line = json.dumps(event.to_dict(), ensure_ascii=False, default=str)
+        line = _encode_line(event.to_dict())
         for secret in self._secrets:
             line = line.replace(secret, "***")
         with self._lock:

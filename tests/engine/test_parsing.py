@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_jupyter.engine.parsing import FinalMarker, parse_reply
+from rlm_jupyter.engine.parsing import FinalMarker, parse_reply, without_trailing_prose
 
 
 @pytest.mark.parametrize("text,blocks", [
@@ -89,3 +89,15 @@ def test_rebinding_context_is_detected(code, rebinds):
     from rlm_jupyter.engine.parsing import rebinds_name
 
     assert rebinds_name(code, "context") is rebinds
+
+
+@pytest.mark.parametrize("text, kept", [
+    ("```repl\nx = 1\n```\nThe answer is 5.", "```repl\nx = 1\n```"),
+    ("Look:\n```python\nx = 1\n```\n```repl\ny = 2\n```\nso y is 2",
+     "Look:\n```python\nx = 1\n```\n```repl\ny = 2\n```"),
+    ("```repl\nx = 1\n```", "```repl\nx = 1\n```"),
+    ("```repl\nx = 1\nno closing fence", "```repl\nx = 1\nno closing fence"),
+    ("no code at all", "no code at all"),
+])
+def test_prose_after_the_last_block_is_dropped(text, kept):
+    assert without_trailing_prose(text) == kept

@@ -446,9 +446,37 @@ def test_a_repeated_reply_is_not_run_again_and_the_next_call_is_less_greedy(
     ran = [c for turn in result.trajectory.turns for c in turn.code]
     assert [c.stdout.strip() for c in ran] == ["same", "", ""]
     assert "already ran" in (ran[1].error or "")
-    assert roots[3].messages == roots[2].messages == roots[1].messages
-    # ...which is sampled less greedily after each repeat in a row.
+    assert roots[3].messages == roots[2].messages
+    assert roots[2].messages[:-1] == roots[1].messages[:-1]
+    # ...which says so once, naming what to search for...
+    nudge = "only repeated code that already ran"
+    assert nudge not in last_user(roots[1])
+    assert last_user(roots[2]).count(nudge) == 1 and last_user(roots[3]).count(nudge) == 1
+    # ...and is sampled less greedily after each repeat in a row.
     assert [r.body.get("temperature") for r in roots] == [0, 0, 0.7, 1.0]
+
+
+def test_the_first_message_and_the_repeat_nudge_name_the_questions_key_words(
+        server_factory, rlm_for):
+    srv = server_factory(root=[fence("print(len(context))")] * 2 + ["FINAL(7)"])
+    rlm_for(srv).run("What is the magic number for misty-glacier in 'the log'?",
+                     context="misty-glacier: 7\n" * 50)
+    roots = srv.requests.roots()
+    first = [m for m in roots[0].messages if m["role"] == "user"][0]["content"]
+    assert 'key words ("the log", "misty-glacier")' in first
+    assert 'lines of `context` that contain "the log"' in last_user(roots[2])
+
+
+def test_what_the_model_wrote_after_its_code_is_left_out_of_the_history(
+        server_factory, rlm_for):
+    srv = server_factory(root=[fence("print(3056556)") + "\n\nThe number is 8375.",
+                               "FINAL(3056556)"])
+    result = rlm_for(srv).run("q", context="c")
+    assert result.answer == "3056556"
+    history = srv.requests.roots()[1].messages
+    assert history[-2] == {"role": "assistant", "content": fence("print(3056556)")}
+    assert "8375" not in str(history)
+    assert "8375" in result.trajectory.turns[0].text  # the log keeps the reply as sent
 
 
 def test_a_block_that_rebinds_context_is_refused(server_factory, rlm_for):
