@@ -65,6 +65,26 @@ def describe_context(context: Any) -> str:
     return f"a {name}: {_preview(repr(context), 200)}"
 
 
+def lines_containing(text: str, term: str, limit: int = 10,
+                     width: int = 160) -> tuple[int, list[str]]:
+    """How often ``term`` occurs in ``text``, and the first ``limit`` lines that hold it.
+
+    ``str.find`` from hit to hit: no split of a 100 MB string into lines, and a scan at C speed
+    (~30 ms per 100 MB for the count).
+    """
+    count = text.count(term)
+    found: list[str] = []
+    at = text.find(term)
+    while at != -1 and len(found) < limit:
+        start = text.rfind("\n", 0, at) + 1
+        end = text.find("\n", at)
+        end = len(text) if end == -1 else end
+        line = text[start:end]
+        found.append(line if len(line) <= width else line[:width] + "...")
+        at = text.find(term, end)
+    return count, found
+
+
 def _first_lines(text: str, lines: int = 5, width: int = 160) -> str:
     """The first few lines as the model would print them, each cut to ``width`` characters.
 

@@ -20,7 +20,8 @@ from rlm_jupyter.config import Settings
 from rlm_jupyter.engine import events as ev
 from rlm_jupyter.engine import prompts
 from rlm_jupyter.engine.budget import Budget
-from rlm_jupyter.engine.context import describe_context, normalize_context, type_name
+from rlm_jupyter.engine.context import (describe_context, lines_containing, normalize_context,
+                                        type_name)
 from rlm_jupyter.engine.llm import LLMClient, LLMReply
 from rlm_jupyter.engine.parsing import (ParsedReply, is_placeholder, parse_reply,
                                         rebinds_name, without_trailing_prose)
@@ -206,7 +207,7 @@ class Run:
             {"role": "system", "content": prompts.system_prompt(type_name(self.context))},
             {"role": "user", "content": prompts.first_user_message(
                 self.question, describe_context(self.context),
-                text=isinstance(self.context, str))},
+                text=isinstance(self.context, str), found=self._key_word_lines())},
         ]
         self._opener = opener
         for turn in range(1, settings.max_iterations + 1):
@@ -219,10 +220,12 @@ class Run:
             if self._only_repeats(parsed):
                 # Not added to the history: the model would copy it again. The next call says
                 # so and samples at a higher temperature (see _loosened_sampling).
-                nudge = prompts.repeat_nudge(self.question)
-                if not messages[-1]["content"].endswith(nudge):
-                    messages[-1] = {"role": "user",
-                                    "content": f"{messages[-1]['content']}\n\n{nudge}"}
+                _add_note(messages, prompts.repeat_nudge(self.question))
+                continue
+            if not parsed.code_blocks and parsed.final is None:
+                # Prose alone: small models write the output they expect ("25 lines contain
+                # ...", "Final answer: 3577") and later answer from it. Kept out too.
+                _add_note(messages, prompts.NO_CODE_MESSAGE)
                 continue
             messages.append({"role": "assistant", "content": without_trailing_prose(reply.text)
                              if parsed.code_blocks else reply.text})
@@ -251,6 +254,18 @@ class Run:
             f"The run used all {settings.max_iterations} turns; the answer is the model's best "
             f"guess. Raise max_iterations (or --max-iterations) for a fuller search.",
             used=settings.max_iterations, allowed=settings.max_iterations)
+
+    def _key_word_lines(self) -> list[tuple[str, int, list[str]]]:
+        """Where the question's key words occur in a text context: (word, count, first lines).
+
+        The first ten lines for the first word, three for the next two; at most ~2,600
+        characters, so the first message stays a preview.
+        """
+        if not isinstance(self.context, str):
+            return []
+        terms = prompts.key_terms(self.question)
+        return [(term, *lines_containing(self.context, term, limit=10 if i == 0 else 3))
+                for i, term in enumerate(terms)]
 
     def _root_call(self, messages: list[dict[str, str]]) -> LLMReply:
         tree = self.tree
@@ -540,6 +555,12 @@ def _format_output(result: Any) -> str:
     if result.restarted and not any("reset" in n for n in result.notes):
         parts.append(prompts.STATE_RESET_NOTE)
     return "\n".join(parts)
+
+
+def _add_note(messages: list[dict[str, str]], note: str) -> None:
+    """Append ``note`` to the last (user) message, once: the reply it answers is not kept."""
+    if not messages[-1]["content"].endswith(note):
+        messages[-1] = {"role": "user", "content": f"{messages[-1]['content']}\n\n{note}"}
 
 
 def _large(context: Any) -> bool:

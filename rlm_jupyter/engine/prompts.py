@@ -57,14 +57,22 @@ Start with a ```repl block that prints {first_look}.\
 #: models to the evidence in one turn (they otherwise print ``context[:100]`` and then guess).
 FIRST_LOOK_TEXT = "a few lines of `context` and the lines that contain the question's key words"
 FIRST_LOOK_OTHER = "the structure of `context` and a few of its items or rows"
-#: Naming the words: without them a small model asks llm_query about the words instead of
-#: searching for them (Qwen2.5-Coder 1.5B, S-NIAH: ``llm_query_batched(["misty-glacier"])``).
-KEY_TERMS = " ({terms})"
+
+#: With key words in the question, the first message also shows where they occur, found by
+#: the engine with ``str.find`` (bounded like the preview). Told only to "print the lines that
+#: contain" them, Qwen2.5-Coder 1.5B sent the preview lines to llm_query_batched instead, or
+#: wrote the output it expected; a strong model saves the turn it would spend on this search.
+FOUND_LINES = """\
+{term} occurs {count:,} times in `context`. The first lines that contain it (a sample):
+{lines}\
+"""
+NOT_FOUND = "{term} does not occur in `context` as written; search for parts of it or other words."
+FIRST_LOOK_FOUND = "the values the question needs, taken with code from all of `context`"
 
 # Quoted phrases, hyphenated or underscored names, numbers of 3+ digits, and capitalised words
 # inside the sentence: the parts of a question most likely to occur verbatim in the data.
-_QUOTED = re.compile(r"""(?<![\w])['"‘“]([^'"’”\n]{2,60})['"’”](?![\w])""")
-_NAMED = re.compile(r"\b(?:[A-Za-z0-9]+[-_])+[A-Za-z0-9]+\b|\b\d{3,}\b|(?<=[a-z,;:] )[A-Z][a-z]+\b")
+_QUOTED = re.compile(r"""(?<![\w])['"\u2018\u201c]([^'"\u2019\u201d\n]{2,60})['"\u2019\u201d](?![\w])""")
+_NAMED = re.compile(r"\b(?:[A-Za-z0-9]+[-_])+[A-Za-z0-9]+\b|\b\d{3,}\b|(?<=[a-z,;:] )[A-Z][A-Za-z]+\b")
 
 CONTINUE_MESSAGE = (
     "Question: {question}\n\nIf the output above answers the question, reply with only "
@@ -103,8 +111,8 @@ FINAL_WITH_CODE_NOTE = (
 )
 
 NO_CODE_MESSAGE = (
-    "Your reply had no ```repl block and no FINAL(...). Write a ```repl block with code that "
-    "uses `context`, or write FINAL(your answer) on its own line."
+    "Your last reply had no ```repl block and no FINAL(...), so nothing ran. Write a ```repl "
+    "block with code that uses `context`, or write FINAL(your answer) on its own line."
 )
 
 LAST_TURN_MESSAGE = (
@@ -142,14 +150,22 @@ def key_terms(question: str, limit: int = 3) -> list[str]:
     return found
 
 
-def first_user_message(question: str, context_summary: str, text: bool = True) -> str:
-    first_look = FIRST_LOOK_OTHER
-    if text:
-        terms = key_terms(question)
-        first_look = FIRST_LOOK_TEXT + (
-            KEY_TERMS.format(terms=", ".join(f'"{t}"' for t in terms)) if terms else "")
-    return FIRST_USER_MESSAGE.format(question=question, context_summary=context_summary,
-                                     first_look=first_look)
+def first_user_message(question: str, context_summary: str, text: bool = True,
+                       found: list[tuple[str, int, list[str]]] = ()) -> str:
+    """``found``: for some of the question's key words, how often each occurs in the (text)
+    context and the first lines that hold it (see :func:`key_terms`)."""
+    message = FIRST_USER_MESSAGE.format(
+        question=question, context_summary=context_summary,
+        first_look=(FIRST_LOOK_FOUND if found else FIRST_LOOK_TEXT) if text else FIRST_LOOK_OTHER)
+    if not found:
+        return message
+    parts = []
+    for term, count, lines in found:
+        quoted = f'"{term}"'
+        parts.append(FOUND_LINES.format(term=quoted, count=count, lines="\n".join(
+            f"    {line}" for line in lines)) if count else NOT_FOUND.format(term=quoted))
+    head, start = message.rsplit("\n\n", 1)
+    return "\n\n".join([head, *parts, start])
 
 
 def repeat_nudge(question: str) -> str:

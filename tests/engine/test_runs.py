@@ -154,6 +154,8 @@ def test_reply_without_code_or_final_gets_a_corrective_message(server_factory, r
     assert result.answer == "ok"
     second = [r for r in srv.requests if any(m["role"] == "system" for m in r.messages)][1]
     assert "no ```repl block" in last_user(second)
+    # The prose is not kept: small models write the output they expect and answer from it.
+    assert "thinking" not in str(second.messages)
 
 
 def test_turn_limit_asks_once_for_the_best_answer(server_factory, rlm_for):
@@ -456,15 +458,29 @@ def test_a_repeated_reply_is_not_run_again_and_the_next_call_is_less_greedy(
     assert [r.body.get("temperature") for r in roots] == [0, 0, 0.7, 1.0]
 
 
-def test_the_first_message_and_the_repeat_nudge_name_the_questions_key_words(
-        server_factory, rlm_for):
+def test_the_first_message_shows_where_the_questions_key_words_occur(server_factory, rlm_for):
     srv = server_factory(root=[fence("print(len(context))")] * 2 + ["FINAL(7)"])
-    rlm_for(srv).run("What is the magic number for misty-glacier in 'the log'?",
-                     context="misty-glacier: 7\n" * 50)
+    context = "filler line\n" * 40 + "the magic number for misty-glacier is 7\n" + "end\n" * 9
+    rlm_for(srv).run("What is the magic number for misty-glacier in 'the log'?", context=context)
     roots = srv.requests.roots()
     first = [m for m in roots[0].messages if m["role"] == "user"][0]["content"]
-    assert 'key words ("the log", "misty-glacier")' in first
+    assert ('"misty-glacier" occurs 1 times in `context`. The first lines that contain it '
+            '(a sample):\n    the magic number for misty-glacier is 7') in first
+    assert '"the log" does not occur in `context`' in first
+    assert first.count("filler line") <= 5  # still only a preview of the rest
+    # A repeat is answered with a note naming what to search for.
     assert 'lines of `context` that contain "the log"' in last_user(roots[2])
+
+
+def test_key_words_of_a_question():
+    from rlm_jupyter.engine.prompts import key_terms
+
+    assert key_terms("What is the number for misty-glacier?") == ["misty-glacier"]
+    assert key_terms("How many records of user 3734 say 'feature request'?") == \
+        ["feature request", "3734"]
+    assert key_terms("Which customers churned after the March price change?") == ["March"]
+    assert key_terms("How often does \u201cred fox\u201d appear?") == ["red fox"]
+    assert key_terms("which label is most frequent?") == []
 
 
 def test_what_the_model_wrote_after_its_code_is_left_out_of_the_history(
