@@ -247,8 +247,11 @@ class Run:
             # Unchecked here: a guess the checks refused is still the best guess there is.
             best = None if is_placeholder(parsed.final.value) else parsed.final.value
         if best is None:
-            # Raw code is no answer; prose the model wrote around it may be.
+            # Raw code is no answer; prose the model wrote around it may be, unless it only
+            # echoes our own messages (small models copy the last error back).
             text = parsed.prose.strip() if parsed.code_blocks else reply.text.strip()
+            if prompts.echoes_feedback(text, self.question):
+                text = ""
             best = self._partial_answer() or text or None
         return best, errors.TurnLimitExceeded(
             f"The run used all {settings.max_iterations} turns; the answer is the model's best "
@@ -368,7 +371,10 @@ class Run:
             self._outputs.append(result.stdout)
             if (result.error and not result.timed_out and not result.restarted
                     and prompts.ERROR_NOTE not in notes):
-                notes.append(prompts.ERROR_NOTE)
+                missing = re.search(r"NameError: name '(\w+)' is not defined", result.error)
+                hint = prompts.IMPORTS.get(missing.group(1)) if missing else None
+                notes.append(prompts.IMPORT_NOTE.format(name=missing.group(1), statement=hint)
+                             if hint else prompts.ERROR_NOTE)
             if result.final is not None:
                 if not is_placeholder(result.final):
                     return result.final, ""

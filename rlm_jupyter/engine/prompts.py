@@ -96,6 +96,23 @@ ERROR_NOTE = (
     "lines it splits) to see their exact format, then write corrected code."
 )
 
+#: Names small models use without importing them (Qwen2.5-Coder 1.5B: ``Counter``, turn after
+#: turn, never seeing why): the note after the NameError says the exact import.
+IMPORTS = {
+    "Counter": "from collections import Counter",
+    "defaultdict": "from collections import defaultdict",
+    "combinations": "from itertools import combinations",
+    "groupby": "from itertools import groupby",
+    "re": "import re", "json": "import json", "math": "import math",
+    "statistics": "import statistics", "collections": "import collections",
+    "itertools": "import itertools",
+    "datetime": "import datetime",
+}
+IMPORT_NOTE = (
+    "`{name}` is not defined because it was not imported: put `{statement}` at the top of "
+    "the block and run it again."
+)
+
 PLACEHOLDER_NOTE = (
     "FINAL({value}) is a placeholder, not an answer: put the actual answer inside FINAL(...)."
 )
@@ -166,6 +183,13 @@ def first_user_message(question: str, context_summary: str, text: bool = True,
             f"    {line}" for line in lines)) if count else NOT_FOUND.format(term=quoted))
     head, start = message.rsplit("\n\n", 1)
     return "\n\n".join([head, *parts, start])
+
+
+def echoes_feedback(text: str, question: str) -> bool:
+    """Whether a reply only copies back what the engine sent (an error, the restated question):
+    no answer, though small models write it as their last reply."""
+    return ("Traceback (most recent call last)" in text or f"Question: {question}" in text
+            or CONTINUE_MESSAGE.split("\n\n", 1)[1][:40] in text)
 
 
 def repeat_nudge(question: str) -> str:

@@ -584,3 +584,22 @@ def test_first_message_for_a_dataframe_asks_for_structure(server_factory, rlm_fo
     first_user = [m for m in srv.requests.roots()[0].messages if m["role"] == "user"][0]
     assert "structure of `context`" in first_user["content"]
     assert "key words" not in first_user["content"]
+
+
+def test_a_missing_import_gets_the_exact_statement(server_factory, rlm_for):
+    srv = server_factory(root=[fence("print(Counter('aab').most_common(1))"),
+                               fence("from collections import Counter\n"
+                                     "print(Counter('aab').most_common(1))"), "FINAL(a)"])
+    result = rlm_for(srv).run("q", context="c")
+    assert result.answer == "a"
+    feedback = last_user(srv.requests.roots()[1])
+    assert "put `from collections import Counter` at the top of the block" in feedback
+
+
+def test_a_last_reply_that_echoes_our_error_is_no_answer(server_factory, rlm_for):
+    echo = ("Error:\nTraceback (most recent call last):\n  line 1\nNameError: name 'x' is not "
+            "defined\n\nQuestion: q")
+    srv = server_factory(root=[fence("print(x)"), echo])
+    result = rlm_for(srv, max_iterations=1).run("q", context="c")
+    assert isinstance(result.error, errors.TurnLimitExceeded)
+    assert result.answer is None
