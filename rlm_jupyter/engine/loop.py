@@ -369,6 +369,10 @@ class Run:
             if self.tree.budget.exceeded is not None:
                 raise self.tree.budget.exceeded
             self._outputs.append(result.stdout)
+            word = _final_of_unknown_name(code, result.error)
+            if word is not None and len(parsed.code_blocks) == 1 and not is_placeholder(word):
+                # ``FINAL(billing)`` with no variable ``billing``: the model meant the word.
+                return word, ""
             if (result.error and not result.timed_out and not result.restarted
                     and prompts.ERROR_NOTE not in notes):
                 missing = re.search(r"NameError: name '(\w+)' is not defined", result.error)
@@ -561,6 +565,16 @@ def _format_output(result: Any) -> str:
     if result.restarted and not any("reset" in n for n in result.notes):
         parts.append(prompts.STATE_RESET_NOTE)
     return "\n".join(parts)
+
+
+def _final_of_unknown_name(code: str, error: str | None) -> str | None:
+    """``name`` when the block is just ``FINAL(name)`` and failed because no such variable
+    exists (Qwen2.5-Coder 1.5B answers ``FINAL(billing)`` meaning the label "billing")."""
+    match = re.fullmatch(r"\s*FINAL\(\s*([A-Za-z_]\w*)\s*\)\s*", code)
+    if match is None or not error:
+        return None
+    name = match.group(1)
+    return name if f"NameError: name '{name}' is not defined" in error else None
 
 
 def _add_note(messages: list[dict[str, str]], note: str) -> None:

@@ -603,3 +603,15 @@ def test_a_last_reply_that_echoes_our_error_is_no_answer(server_factory, rlm_for
     result = rlm_for(srv, max_iterations=1).run("q", context="c")
     assert isinstance(result.error, errors.TurnLimitExceeded)
     assert result.answer is None
+
+
+def test_final_of_a_name_that_is_no_variable_is_the_word(server_factory, rlm_for):
+    srv = server_factory(root=[fence("print('billing: 5, praise: 2')"), fence("FINAL(billing)")])
+    result = rlm_for(srv).run("q", context="c")
+    assert result.error is None and result.answer == "billing"
+
+
+def test_final_of_a_variable_still_returns_its_value(server_factory, rlm_for):
+    srv = server_factory(root=[fence("top = 'praise'\nprint(top)"), fence("FINAL(top)")])
+    result = rlm_for(srv).run("q", context="c")
+    assert result.answer == "praise"
