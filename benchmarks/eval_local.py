@@ -118,9 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     tasks = build_tasks(sizes, families, args.seed, set(args.oolong_questions.split(",")),
                         shared=not args.separate_contexts)
     methods = tuple(m for m in args.methods.split(",") if m)
+    # Printed output the model sees per block: a quarter of its window (at ~4 characters a
+    # token), so a long print cannot push the history past the window (an HTTP 400 from
+    # llama.cpp at n_ctx 8192 with the default 20,000 characters).
     rlm = RLM(model=model, api_base=api_base, api_key=api_key, sandbox=args.sandbox,
               max_iterations=args.max_iterations, timeout_s=args.rlm_timeout, temperature=0.0,
-              cache=False, request_timeout_s=args.rlm_timeout)
+              cache=False, request_timeout_s=args.rlm_timeout,
+              output_chars=min(20_000, window))
 
     def report(o) -> None:
         pred = (o.prediction or o.error or "")[:80].replace("\n", " ")

@@ -118,6 +118,10 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "max_depth" else 1):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+        if not isinstance(self.output_chars, int) or self.output_chars < 100:
+            raise ConfigError(f"output_chars must be an integer of at least 100 (characters of "
+                              f"printed output the model sees per block), got "
+                              f"{self.output_chars!r}.")
         for name in ("max_subcalls", "max_tokens"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):

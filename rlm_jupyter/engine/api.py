@@ -36,7 +36,8 @@ class RLM:
                  cache_dir: str | None = None, stream: bool = True,
                  cell_timeout_s: float = 60.0, memory_mb: int | None = None,
                  num_retries: int = 3, request_timeout_s: float = 120.0,
-                 transport: str | None = None, **litellm_kwargs: Any) -> None:
+                 transport: str | None = None, output_chars: int = 20_000,
+                 **litellm_kwargs: Any) -> None:
         self.settings = Settings.resolve(
             model=model, sub_model=sub_model, sandbox=sandbox, max_depth=max_depth,
             max_iterations=max_iterations, max_subcalls=max_subcalls, max_tokens=max_tokens,
@@ -44,7 +45,7 @@ class RLM:
             api_base=api_base, api_key=api_key, log_dir=log_dir, cache=cache,
             cache_dir=cache_dir, stream=stream, cell_timeout_s=cell_timeout_s,
             memory_mb=memory_mb, num_retries=num_retries, request_timeout_s=request_timeout_s,
-            transport=transport, litellm_kwargs=litellm_kwargs)
+            transport=transport, output_chars=output_chars, litellm_kwargs=litellm_kwargs)
         self.last_result: RunResult | None = None
 
     def __repr__(self) -> str:

@@ -189,7 +189,8 @@ class Run:
         try:
             self.sandbox = open_sandbox(settings.sandbox, context=self.context,
                                         functions=functions, timeout_s=settings.cell_timeout_s,
-                                        memory_mb=settings.memory_mb)
+                                        memory_mb=settings.memory_mb,
+                                        limits={"max_output": settings.output_chars})
         except errors.RLMError:
             raise
         except Exception as exc:  # noqa: BLE001

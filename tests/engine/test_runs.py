@@ -615,3 +615,17 @@ def test_final_of_a_variable_still_returns_its_value(server_factory, rlm_for):
     srv = server_factory(root=[fence("top = 'praise'\nprint(top)"), fence("FINAL(top)")])
     result = rlm_for(srv).run("q", context="c")
     assert result.answer == "praise"
+
+
+def test_output_chars_caps_what_the_model_sees_per_block(server_factory, rlm_for):
+    srv = server_factory(root=[fence("print('y' * 50_000)"), "FINAL(done)"])
+    rlm_for(srv, output_chars=1_000).run("q", context="c")
+    feedback = last_user(srv.requests.roots()[1])
+    assert 1_000 <= feedback.count("y") < 1_100
+
+
+def test_a_bad_output_chars_is_a_config_error():
+    from rlm_jupyter import RLM
+
+    with pytest.raises(errors.ConfigError, match="output_chars"):
+        RLM(model="openai/x", output_chars=5)
