@@ -67,7 +67,9 @@ FOUND_LINES = """\
 {lines}\
 """
 NOT_FOUND = "{term} does not occur in `context` as written; search for parts of it or other words."
-FIRST_LOOK_FOUND = "the values the question needs, taken with code from all of `context`"
+FIRST_LOOK_FOUND = ("what the question asks about, taken with code from all of `context`: keep "
+                    "the lines it is about, then count or tally the field it asks for, as in "
+                    "the example")
 
 # Quoted phrases, hyphenated or underscored names, numbers of 3+ digits, and capitalised words
 # inside the sentence: the parts of a question most likely to occur verbatim in the data.

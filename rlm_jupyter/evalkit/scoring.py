@@ -65,8 +65,9 @@ def score_needle(pred: Any, gold: Any) -> float:
 
 
 def parse_pairs(pred: Any) -> set[tuple[int, int]]:
-    """Unordered integer pairs written as ``a,b``, ``(a, b)``, ``a - b`` or ``[a, b]``."""
-    s = "" if pred is None else str(pred)
+    """Unordered integer pairs written as ``a,b``, ``(a, b)``, ``a - b`` or ``[a, b]``, the
+    numbers quoted or not (``('4115', '9382')``, as Python prints a tuple of strings)."""
+    s = "" if pred is None else re.sub(r"['\"]", "", str(pred))
     out = set()
     for a, b in re.findall(r"(\d+)\s*(?:,|-|and|&|/|\s)\s*(\d+)", s):
         x, y = int(a), int(b)

@@ -111,6 +111,7 @@ def test_score_needle_rejects_competing_values() -> None:
 
 def test_pairs_parsing_and_f1() -> None:
     assert parse_pairs("1,2\n(3, 4)\n[6 - 5]") == {(1, 2), (3, 4), (5, 6)}
+    assert parse_pairs("[('4115', '9382'), (\"7\", \"8\")]") == {(4115, 9382), (7, 8)}
     gold = [[1, 2], [1, 3], [2, 3], [3, 4]]
     assert score_pairs("1,2\n1,3\n2,3\n3,4", gold) == 1.0
     assert score_pairs("2,1\n3,1", gold) == pytest.approx(2 * 1.0 * 0.5 / 1.5)
