@@ -384,9 +384,9 @@ class LLMClient:
 
 
 _UNPRICED: set[str] = set()
-#: Models whose litellm price is a flat rate per token, checked once against litellm itself:
-#: model -> the key of its entry in ``litellm.model_cost``.
-_FLAT: dict[str, str] = {}
+#: Models checked once for a flat price per token against litellm itself: model -> the key of
+#: its entry in ``litellm.model_cost``, or None when litellm's price is not that flat rate.
+_FLAT: dict[str, str | None] = {}
 #: Price keys that make a price depend on more than the two token counts.
 _NOT_FLAT = ("above_", "per_second", "per_character", "per_request")
 
@@ -403,8 +403,9 @@ def _cost(model: str, prompt_tokens: int, completion_tokens: int,
     is priced from its entry, once litellm's own answer has agreed with that rate.
     """
     litellm = get_litellm()
-    if usage is None and model in _FLAT:
-        entry = litellm.model_cost.get(_FLAT[model]) or {}
+    flat_key = _FLAT.get(model) if usage is None else None
+    if flat_key is not None:
+        entry = litellm.model_cost.get(flat_key) or {}
         rate_in, rate_out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
         if isinstance(rate_in, (int, float)) and isinstance(rate_out, (int, float)):
             return prompt_tokens * rate_in + completion_tokens * rate_out, True
@@ -421,32 +422,34 @@ def _cost(model: str, prompt_tokens: int, completion_tokens: int,
         _UNPRICED.add(model)
         return 0.0, False
     cost = float(prompt_cost + completion_cost)
-    if usage is None:
-        _remember_flat(litellm, model, prompt_tokens, completion_tokens, cost)
+    if usage is None and model not in _FLAT:
+        _FLAT[model] = _flat_key(litellm, model, prompt_tokens, completion_tokens, cost)
     return cost, True
 
 
-def _remember_flat(litellm: Any, model: str, prompt_tokens: int, completion_tokens: int,
-                   cost: float) -> None:
-    """Note ``model`` as flat-priced if its entry has only per-token rates and litellm's price
-    for these counts, and for a probe of each kind of token alone, is exactly that rate."""
+def _flat_key(litellm: Any, model: str, prompt_tokens: int, completion_tokens: int,
+              cost: float) -> str | None:
+    """The key of ``model``'s price entry if it has only per-token rates and litellm's price
+    for these counts, and for a probe of each kind of token alone, is exactly that rate; None
+    otherwise (asked once per model: the probes cost two more litellm lookups)."""
     key = model if model in litellm.model_cost else model.split("/", 1)[-1]
     entry = litellm.model_cost.get(key)
     if not entry or any(part in name for name in entry for part in _NOT_FLAT):
-        return
+        return None
     rate_in, rate_out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
     if not isinstance(rate_in, (int, float)) or not isinstance(rate_out, (int, float)):
-        return
+        return None
     try:
         probes = [(cost, prompt_tokens, completion_tokens)]
         for p, c in ((1000, 0), (0, 1000)):
             probes.append((sum(litellm.cost_per_token(model=model, prompt_tokens=p,
                                                       completion_tokens=c)), p, c))
-    except Exception:  # noqa: BLE001 - priced once, not now: stay on litellm's path
-        return
+    except Exception:  # noqa: BLE001 - priced now, not by a probe: stay on litellm's path
+        return None
     if all(math.isclose(usd, p * rate_in + c * rate_out, rel_tol=1e-9, abs_tol=1e-15)
            for usd, p, c in probes):
-        _FLAT[model] = key
+        return key
+    return None
 
 
 def _registered(litellm: Any, model: str) -> bool:

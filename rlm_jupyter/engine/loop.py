@@ -24,7 +24,7 @@ from rlm_jupyter.engine.context import (describe_context, lines_containing, norm
                                         type_name)
 from rlm_jupyter.engine.llm import LLMClient, LLMReply
 from rlm_jupyter.engine.parsing import (ParsedReply, is_placeholder, parse_reply,
-                                        rebinds_name, without_trailing_prose)
+                                        rebinds_name)
 
 PREVIEW_CHARS = 300
 MAX_PROMPT_CHARS = 2_000_000
@@ -88,6 +88,7 @@ class Run:
                  parent_run_id: str | None = None, parent_span_id: str | None = None) -> None:
         self.tree = tree
         self.question = question
+        self._terms = prompts.key_terms(question)  # its words to search for (first message, nudges)
         self.context = normalize_context(context)
         self.model = model
         self.depth = depth
@@ -221,15 +222,15 @@ class Run:
             if self._only_repeats(parsed):
                 # Not added to the history: the model would copy it again. The next call says
                 # so and samples at a higher temperature (see _loosened_sampling).
-                _add_note(messages, prompts.repeat_nudge(self.question))
+                _add_note(messages, prompts.repeat_nudge(self._terms))
                 continue
             if not parsed.code_blocks and parsed.final is None:
                 # Prose alone: small models write the output they expect ("25 lines contain
                 # ...", "Final answer: 3577") and later answer from it. Kept out too.
                 _add_note(messages, prompts.NO_CODE_MESSAGE)
                 continue
-            messages.append({"role": "assistant", "content": without_trailing_prose(reply.text)
-                             if parsed.code_blocks else reply.text})
+            messages.append({"role": "assistant",
+                             "content": parsed.history if parsed.code_blocks else reply.text})
             answer, feedback = self._act_on(parsed)
             if answer is not None:
                 return answer, None
@@ -267,9 +268,8 @@ class Run:
         """
         if not isinstance(self.context, str):
             return []
-        terms = prompts.key_terms(self.question)
         return [(term, *lines_containing(self.context, term, limit=10 if i == 0 else 3))
-                for i, term in enumerate(terms)]
+                for i, term in enumerate(self._terms)]
 
     def _root_call(self, messages: list[dict[str, str]]) -> LLMReply:
         tree = self.tree

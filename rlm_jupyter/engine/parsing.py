@@ -32,11 +32,13 @@ class ParsedReply:
     code_blocks: list[str] = field(default_factory=list)
     final: FinalMarker | None = None
     prose: str = ""
+    #: The reply up to the end of its last closed code block (see :func:`without_trailing_prose`).
+    history: str = ""
 
 
 def parse_reply(text: str) -> ParsedReply:
     """Split a model reply into runnable code blocks, prose, and a FINAL marker (if any)."""
-    blocks, prose_lines = _split_fences(text)
+    blocks, prose_lines, history = _split_fences(text)
     if not blocks and "```" not in text and "~~~" not in text:
         candidate = text.strip()
         is_final = _FINAL_LINE.match(candidate) or _FINAL_LOOSE.match(candidate)
@@ -50,7 +52,7 @@ def parse_reply(text: str) -> ParsedReply:
         blocks = [b for b in blocks if not _literal_final(b)]
         prose_lines = [*prose_lines, *literal]
     prose = "\n".join(prose_lines)
-    return ParsedReply(code_blocks=blocks, final=find_final(prose), prose=prose)
+    return ParsedReply(code_blocks=blocks, final=find_final(prose), prose=prose, history=history)
 
 
 def without_trailing_prose(text: str) -> str:
@@ -61,19 +63,7 @@ def without_trailing_prose(text: str) -> str:
     answering 8375 from its own earlier words. Kept out of the history, the guess cannot
     anchor later turns; the block's real output follows in the next message.
     """
-    lines = text.splitlines()
-    inside, last_close = False, None
-    for i, line in enumerate(lines):
-        fence = _FENCE.match(line)
-        if fence is None:
-            continue
-        if inside and not fence.group(2):
-            inside, last_close = False, i
-        elif not inside:
-            inside = True
-    if last_close is None or inside or not "".join(lines[last_close + 1:]).strip():
-        return text
-    return "\n".join(lines[:last_close + 1])
+    return _split_fences(text)[2]
 
 
 def _literal_final(code: str) -> bool:
@@ -144,15 +134,18 @@ def _names(target: ast.AST, name: str) -> bool:
     return False
 
 
-def _split_fences(text: str) -> tuple[list[str], list[str]]:
+def _split_fences(text: str) -> tuple[list[str], list[str], str]:
+    """Code blocks, prose lines, and the text up to the last closing fence when only prose
+    follows it (the whole text otherwise: no closed block, or one left open at the end)."""
     lines = text.splitlines()
     blocks: list[str] = []
     prose: list[str] = []
     current: list[str] | None = None
+    last_close: int | None = None
     runnable = False
     lang = ""
     fence_char = "`"
-    for line in lines:
+    for index, line in enumerate(lines):
         match = _FENCE.match(line)
         if current is None:
             if match:
@@ -164,9 +157,13 @@ def _split_fences(text: str) -> tuple[list[str], list[str]]:
         else:
             if match and match.group(1)[0] == fence_char and not match.group(2):
                 _close(blocks, current, runnable, lang)
-                current = None
+                current, last_close = None, index
                 continue
             current.append(line)
+    history = text
+    if current is None and last_close is not None and \
+            any(line.strip() for line in lines[last_close + 1:]):
+        history = "\n".join(lines[:last_close + 1])
     if current is not None:
         if current and any(s.strip() for s in current):
             _close(blocks, current, runnable, lang)
@@ -177,7 +174,7 @@ def _split_fences(text: str) -> tuple[list[str], list[str]]:
             if recovered:
                 code, prose = recovered
                 blocks.append(code)
-    return blocks, prose
+    return blocks, prose, history
 
 
 def _close(blocks: list[str], lines: list[str], runnable: bool, lang: str = "repl") -> None:

@@ -194,9 +194,9 @@ def echoes_feedback(text: str, question: str) -> bool:
             or CONTINUE_MESSAGE.split("\n\n", 1)[1][:40] in text)
 
 
-def repeat_nudge(question: str) -> str:
-    """Added to the last message when the model only repeated code that already ran."""
-    terms = key_terms(question)
+def repeat_nudge(terms: list[str]) -> str:
+    """Added to the last message when the model only repeated code that already ran;
+    ``terms``: the question's :func:`key_terms`, the first one named as a search to try."""
     hint = REPEAT_HINT.format(term=terms[0]) if terms else ""
     return REPEAT_NUDGE.format(hint=hint)
 
