@@ -23,6 +23,9 @@ def test_readme_has_exactly_two_commands_and_ci_runs_the_test_one():
     main, tests = commands
     assert "rlm_jupyter.demo" in main
     assert "pytest" in tests and ".[dev]" in tests
+    for command in commands:  # both install the exact versions CI was green on
+        assert "-c requirements/lock.txt" in command
+    assert (ROOT / "requirements" / "lock.txt").exists()
     ci = (ROOT / ".ci" / "run").read_text()
     assert tests in ci, "CI must run exactly the README's test command"
 
@@ -50,3 +53,29 @@ def test_plain_python_example_finds_the_needle(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert "scripted DEMO model" in proc.stdout
     assert "Answer:" in proc.stdout and "4921-ALPHA" in proc.stdout
+
+
+def test_the_lock_pins_every_dependency_within_pyproject_ranges():
+    """A lock that drifts from pyproject.toml installs versions nobody tested."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in (ROOT / "requirements" / "lock.txt").read_text().splitlines():
+        spec = line.split("#", 1)[0].split(";", 1)[0].strip()
+        if "==" in spec:
+            name, version = spec.split("==", 1)
+            pins.setdefault(name.lower().replace("_", "-"), []).append(version)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        wanted += extra
+    for text in wanted:
+        req = Requirement(text)
+        name = req.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not in requirements/lock.txt: run bash scripts/lock"
+        for version in pins[name]:
+            assert req.specifier.contains(version, prereleases=True), (name, version, str(req))
+    for bad in ("1.82.7", "1.82.8"):
+        assert bad not in pins["litellm"]

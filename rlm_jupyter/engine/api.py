@@ -64,8 +64,10 @@ class RLM:
         if not isinstance(question, str) or not question.strip():
             raise errors.ConfigError("The question is empty: pass the question as a string.")
         settings = self._resolved_settings()
-        # Import litellm (seconds) while the sandbox starts and loads the context.
-        threading.Thread(target=get_litellm, daemon=True, name="rlm-import-litellm").start()
+        if settings.effective_transport == "litellm":
+            # Import litellm (seconds) while the sandbox starts and loads the context. The
+            # direct HTTP path needs no litellm at all for a model litellm cannot price.
+            threading.Thread(target=get_litellm, daemon=True, name="rlm-import-litellm").start()
         cancel = cancel or threading.Event()
         budget = Budget(max_subcalls=settings.max_subcalls, max_tokens=settings.max_tokens,
                         budget_usd=settings.budget_usd, timeout_s=settings.timeout_s)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ from typing import Any, Callable
 from rlm_jupyter import errors
 from rlm_jupyter.engine.cache import ResponseCache, cache_key
 from rlm_jupyter.engine.http_transport import ConnectFailure, InFlight, TransportFailure
+from rlm_jupyter.engine.pricing import cost_usd as _cost
 
 #: Streamed text reaches ``on_delta`` at most this often (plus once at the end of the reply):
 #: a model streaming 100 tokens/s would otherwise cost one event per token, and the widget
@@ -119,7 +120,9 @@ def _is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, (TransportFailure, json.JSONDecodeError)) or \
             type(exc).__module__.startswith("httpx"):
         return True  # connection drops, read timeouts, a malformed body
-    litellm = get_litellm()
+    litellm = sys.modules.get("litellm")
+    if litellm is None:  # not imported: the failure cannot be one of litellm's
+        return isinstance(exc, (ValueError, OSError))
     retryable = (litellm.RateLimitError, litellm.InternalServerError,
                  litellm.ServiceUnavailableError, litellm.APIConnectionError, litellm.Timeout,
                  litellm.BadGatewayError)
@@ -383,86 +386,14 @@ class LLMClient:
                         priced=priced)
 
 
-_UNPRICED: set[str] = set()
-#: Models checked once for a flat price per token against litellm itself: model -> the key of
-#: its entry in ``litellm.model_cost``, or None when litellm's price is not that flat rate.
-_FLAT: dict[str, str | None] = {}
-#: Price keys that make a price depend on more than the two token counts.
-_NOT_FLAT = ("above_", "per_second", "per_character", "per_request")
-
-
-def _cost(model: str, prompt_tokens: int, completion_tokens: int,
-          usage: Any = None) -> tuple[float, bool]:
-    """USD from litellm's price map, and whether the model has a price; unknown models (local
-    ones) cost 0. ``usage``: the provider's usage object when litellm parsed one, so cached and
-    reasoning tokens are priced as litellm prices them.
-
-    ``litellm.cost_per_token`` takes ~0.22 ms of CPU for a known model and an unknown one raises
-    through a slow lookup, on every call. So the answer "unpriced" is remembered per model
-    (``litellm.register_model`` later clears it), and a model priced at a flat rate per token
-    is priced from its entry, once litellm's own answer has agreed with that rate.
-    """
-    litellm = get_litellm()
-    flat_key = _FLAT.get(model) if usage is None else None
-    if flat_key is not None:
-        entry = litellm.model_cost.get(flat_key) or {}
-        rate_in, rate_out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
-        if isinstance(rate_in, (int, float)) and isinstance(rate_out, (int, float)):
-            return prompt_tokens * rate_in + completion_tokens * rate_out, True
-        del _FLAT[model]  # re-registered without a flat price: ask litellm again
-    if model in _UNPRICED:
-        if not _registered(litellm, model):
-            return 0.0, False
-        _UNPRICED.discard(model)
-    try:
-        prompt_cost, completion_cost = litellm.cost_per_token(
-            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-            usage_object=usage)
-    except Exception:  # noqa: BLE001 - ModelNotMappedError and friends
-        _UNPRICED.add(model)
-        return 0.0, False
-    cost = float(prompt_cost + completion_cost)
-    if usage is None and model not in _FLAT:
-        _FLAT[model] = _flat_key(litellm, model, prompt_tokens, completion_tokens, cost)
-    return cost, True
-
-
-def _flat_key(litellm: Any, model: str, prompt_tokens: int, completion_tokens: int,
-              cost: float) -> str | None:
-    """The key of ``model``'s price entry if it has only per-token rates and litellm's price
-    for these counts, and for a probe of each kind of token alone, is exactly that rate; None
-    otherwise (asked once per model: the probes cost two more litellm lookups)."""
-    key = model if model in litellm.model_cost else model.split("/", 1)[-1]
-    entry = litellm.model_cost.get(key)
-    if not entry or any(part in name for name in entry for part in _NOT_FLAT):
-        return None
-    rate_in, rate_out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
-    if not isinstance(rate_in, (int, float)) or not isinstance(rate_out, (int, float)):
-        return None
-    try:
-        probes = [(cost, prompt_tokens, completion_tokens)]
-        for p, c in ((1000, 0), (0, 1000)):
-            probes.append((sum(litellm.cost_per_token(model=model, prompt_tokens=p,
-                                                      completion_tokens=c)), p, c))
-    except Exception:  # noqa: BLE001 - priced now, not by a probe: stay on litellm's path
-        return None
-    if all(math.isclose(usd, p * rate_in + c * rate_out, rel_tol=1e-9, abs_tol=1e-15)
-           for usd, p, c in probes):
-        return key
-    return None
-
-
-def _registered(litellm: Any, model: str) -> bool:
-    bare = model.split("/", 1)[-1]
-    return model in litellm.model_cost or bare in litellm.model_cost
-
-
 def _describe_failure(model: str, exc: BaseException) -> str:
-    litellm = get_litellm()
     text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
     if isinstance(exc, ConnectFailure):
         return (f"Could not reach the model {model!r}: check api_base / RLM_API_BASE and that "
                 f"the server is running. ({text})")
+    litellm = sys.modules.get("litellm")
+    if litellm is None or not hasattr(litellm, "AuthenticationError"):
+        return f"The call to {model!r} failed after retries: {type(exc).__name__}: {text}"
     if isinstance(exc, litellm.AuthenticationError):
         return (f"The provider rejected the API key for {model}: set the provider's key "
                 f"(e.g. OPENAI_API_KEY) or RLM_API_KEY. ({text})")
