@@ -69,12 +69,81 @@ def interpolate(question: str, ns: Mapping[str, Any]) -> str:
     return _PATTERN.sub(sub, question)
 
 
+def split_options(line: str) -> list[str]:
+    """Split a magic's option line into words: quotes group, brackets group, nothing else.
+
+    Unlike a shell (and IPython's ``arg_split``, which keeps the quotes), quotes only group
+    words: ``--context "df[df.x > 5]"`` passes the expression ``df[df.x > 5]``, never the
+    string. Brackets group too, so ``--context df.query("x > 5")`` needs no quoting. A word
+    that is wholly one quoted string loses that one pair of quotes; a literal string context is
+    written as a Python literal inside them (``--context "'some text'"``) or as a variable.
+    """
+    words: list[str] = []
+    buf: list[str] = []
+    depth = 0
+    quote = ""
+    escaped = False
+    for ch in line:
+        if quote:
+            buf.append(ch)
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+            buf.append(ch)
+        elif ch in "([{":
+            depth += 1
+            buf.append(ch)
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+            buf.append(ch)
+        elif ch.isspace() and depth == 0:
+            if buf:
+                words.append("".join(buf))
+                buf.clear()
+        else:
+            buf.append(ch)
+    if quote:
+        raise ValueError(f"the quote {quote} is never closed")
+    if buf:
+        words.append("".join(buf))
+    return [unquote(w) for w in words]
+
+
+def unquote(word: str) -> str:
+    """``"x y"`` -> ``x y`` when the whole word is one quoted string; anything else as is."""
+    if len(word) < 2 or word[0] not in "'\"" or word[-1] != word[0]:
+        return word
+    quote, escaped = word[0], False
+    for i, ch in enumerate(word[1:-1], start=1):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == quote:
+            return word  # closes before the end: 'a' + 'b' is an expression, not one string
+    return word[1:-1]
+
+
 def _looks_like_path(text: str) -> bool:
     if not text or len(text) > _MAX_PATH_LEN or "\n" in text:
         return False
     if glob.has_magic(text):
         return True
     return os.path.exists(os.path.expanduser(text))
+
+
+def _files_match(text: str) -> bool:
+    """A path, directory or glob that names at least one existing thing."""
+    if not _looks_like_path(text):
+        return False
+    expanded = os.path.expanduser(text)
+    return os.path.exists(expanded) or (glob.has_magic(expanded)
+                                        and any(glob.iglob(expanded, recursive=True)))
 
 
 def read_files(pattern: str, where: str = "--context") -> Any:
@@ -114,15 +183,16 @@ def evaluate(expr: str, ns: Mapping[str, Any], where: str = "--context",
         else:
             value = eval(expr, dict(ns))  # noqa: S307 - the user's own notebook expression
     except NameError as exc:
-        if _looks_like_path(expr):
+        if _files_match(expr):
             return read_files(expr, where)
         name = getattr(exc, "name", None) or expr
-        raise ContextError(messages.UNKNOWN_VARIABLE.format(name=name, where=where)) from None
+        raise ContextError(messages.NEITHER_READING.format(
+            where=where, expr=expr, why=f"unknown variable {name!r}")) from None
     except SyntaxError:
-        if _looks_like_path(expr):
+        if _files_match(expr):
             return read_files(expr, where)
-        raise ContextError(messages.BAD_EXPRESSION.format(
-            where=where, expr=expr, error="not a Python expression or an existing path")) from None
+        raise ContextError(messages.NEITHER_READING.format(
+            where=where, expr=expr, why="not a Python expression")) from None
     except Exception as exc:  # the user's expression failed: one line, their error
         raise ContextError(messages.BAD_EXPRESSION.format(
             where=where, expr=expr, error=f"{type(exc).__name__}: {exc}")) from None
@@ -140,7 +210,7 @@ def split_pairs(items: list[str]) -> list[tuple[str, str]]:
         name, sep, expr = item.partition("=")
         if not sep or not name.strip().isidentifier() or not expr.strip():
             raise ContextError(messages.BAD_PAIR.format(text=item))
-        pairs.append((name.strip(), expr))
+        pairs.append((name.strip(), unquote(expr.strip())))
     return pairs
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, CFloat, CInt, Enum, Unicode
 
 from rlm_jupyter.jupyter import messages
@@ -110,11 +110,13 @@ class RLMMagics(Magics):
 
     # ======================================================================= %%rlm
     def _parse(self, line: str) -> Any:
+        from rlm_jupyter.jupyter._context import split_options
+
         try:
-            return parse_argstring(self.rlm, line)
+            return self.rlm.parser.parse_args(split_options(line))
         except UsageError as exc:
             raise _fail(messages.BAD_OPTION.format(message=str(exc).strip())) from None
-        except ValueError as exc:  # unbalanced quotes from shlex
+        except ValueError as exc:  # an unclosed quote
             raise _fail(messages.BAD_OPTION.format(message=f"cannot parse options: {exc}")) from None
 
     def _settings(self, args: Any = None) -> dict[str, Any]:

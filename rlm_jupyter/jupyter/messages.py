@@ -26,8 +26,9 @@ NO_MODEL = ("No model configured: set RLM_MODEL, run `%config RLMMagics.model = 
 EMPTY_QUESTION = "The question is empty: write it in the cell body under `%%rlm`."
 UNKNOWN_SUBCOMMAND = ("Unknown %rlm subcommand {name!r}: use one of " + ", ".join(SUBCOMMANDS)
                       + " (questions go in a `%%rlm` cell).")
-UNKNOWN_VARIABLE = ("Unknown variable {name!r} in {where}: define it in an earlier cell, "
-                    "or quote a file path/glob.")
+NEITHER_READING = ("{where} {expr!r} is neither a notebook expression ({why}) nor a file, "
+                   "directory or glob that exists: define the variable, fix the path, or write "
+                   "a literal string as a Python string, e.g. --context \"'some text'\".")
 BAD_EXPRESSION = "Could not evaluate {where} {expr!r}: {error}"
 NO_FILES = "No files match {pattern!r} for {where}: check the path or glob."
 BAD_PAIR = "Expected NAME=EXPR for a named context, got {text!r}."

@@ -123,6 +123,25 @@ def test_model_option_and_named_contexts(shell: Shell) -> None:
     assert code.stdout.startswith("dict 2")
 
 
+def test_quoted_and_spaced_contexts_are_expressions_never_literals(shell: Shell) -> None:
+    """Found by a newcomer: --context "b" ran on the string 'b', and an expression with
+    spaces could not be written at all."""
+    import pandas as pd
+
+    shell["b"] = [10, 20, 30]
+    shell["df"] = pd.DataFrame({"x": [1, 6, 7, 9]})
+    cells = {'--context "b"': "list", "--context 'b'": "list",
+             '--context df.query("x > 5")': "DataFrame", '--context "df[df.x > 5]"': "DataFrame",
+             "--context \"{'a': b, 'b': b}\"": "dict", "--context dict(a=b, b=b)": "dict"}
+    with ScriptedServer(root=lambda req: "FINAL(done)") as srv:
+        use_server(shell, srv)
+        for options, kind in cells.items():
+            res = shell.run(f"%%rlm {options} -o res --quiet\nQ?")
+            assert res.success, (options, res.error_in_exec)
+            summary = shell["res_run"].events[0].context_summary
+            assert kind in summary and "str" not in summary, (options, summary)
+
+
 def test_interpolation_and_raw(shell: Shell) -> None:
     shell["who"] = "Ada"
     with ScriptedServer(root=lambda req: "FINAL(ok)") as srv:
@@ -157,7 +176,9 @@ def test_html_mode_and_last(shell: Shell, capsys) -> None:
 
 # ----------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("cell,needle", [
-    ("%%rlm --context undefined_thing\nQ?", "Unknown variable 'undefined_thing'"),
+    ("%%rlm --context undefined_thing\nQ?", "unknown variable 'undefined_thing'"),
+    ("%%rlm --context 'nosuch.txt'\nQ?", "neither a notebook expression"),
+    ("%%rlm --context \"nodf[nodf.x > 5]\"\nQ?", "unknown variable 'nodf'"),
     ("%%rlm --max-depth two\nQ?", "invalid int value"),
     ("%%rlm --bogus\nQ?", "unrecognized arguments"),
     ("%%rlm --context 'unclosed\nQ?", "cannot parse"),
@@ -165,7 +186,7 @@ def test_html_mode_and_last(shell: Shell, capsys) -> None:
     ("%%rlm\n   \n", "The question is empty"),
     ("%%rlm --sandbox vm\nQ?", "Unknown sandbox 'vm'"),
     ("%%rlm --context x a=x\nQ?", "either --context"),
-    ("%%rlm --context missing_dir/*.csv\nQ?", "No files match"),
+    ("%%rlm --context missing_dir/*.csv\nQ?", "nor a file, directory or glob"),
     ("%rlm frobnicate", "Unknown %rlm subcommand 'frobnicate'"),
     ("%rlm config nope=1", "Unknown setting 'nope'"),
     ("%rlm config max_depth=deep", "Bad value for max_depth"),
