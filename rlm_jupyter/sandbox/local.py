@@ -16,6 +16,8 @@ import atexit
 import json
 import os
 import queue
+import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -26,9 +28,15 @@ import time
 import weakref
 from typing import IO, Any, Callable
 
+from .._proc import cgroup_add, cgroup_create, cgroup_kill, kill_tree
 from .base import ExecResult, HostFunctions, SandboxError, checked_functions
-from .protocol import (DEFAULT_LIMITS, MAX_WORKER_LINE, ProtocolError, make_init,
-                       read_message, worker_path, write_message)
+from .protocol import (DEFAULT_LIMITS, MAX_WORKER_LINE, ProtocolError, encode, make_init,
+                       read_message, worker_path)
+
+#: Test-only: when the host's environment sets this to "1", workers accept a ``raw_exec``
+#: request that runs plain Python without the policy (to simulate an escape and check what the
+#: OS still refuses). Only the host can turn it on (in the init message); sandbox code cannot.
+RAW_EXEC_ENV = "RLM_SANDBOX_UNSAFE_TEST_RAW_EXEC"
 
 RESET_NOTE = ("The sandbox worker was restarted: every variable you defined is gone. Only "
               "`context`, `answer` (reset) and the built-in functions are available again; "
@@ -94,6 +102,7 @@ class WorkerSandbox:
         self.cpu_s = cpu_s if cpu_s is not None else 24 * 3600
         self._writer: IO[bytes] | None = None
         self._reader: IO[bytes] | None = None
+        self._reader_thread: threading.Thread | None = None
         self._queue: queue.Queue[Any] = queue.Queue()
         self._next_id = 0
         self._closed = False
@@ -118,6 +127,11 @@ class WorkerSandbox:
                 self._stderr_tail = (self._stderr_tail + chunk)[-8192:]
         except (OSError, ValueError):
             pass
+        finally:  # closed here, at EOF: closing it from another thread would wait for us
+            try:
+                proc.stderr.close()
+            except Exception:
+                pass
 
     def _spawn(self, context_bytes: int) -> tuple[IO[bytes], IO[bytes]]:  # pragma: no cover
         raise NotImplementedError
@@ -151,6 +165,8 @@ class WorkerSandbox:
             raise SandboxError(str(exc)) from None
         if self.memory_mb is None:
             self.memory_mb = default_memory_mb(len(payload))
+        if os.environ.get(RAW_EXEC_ENV) == "1":
+            header["test_raw_exec"] = True
         self._queue = queue.Queue()
         self._writer, self._reader = self._spawn(len(payload))
         if self._closed:  # closed from another thread while we were starting
@@ -159,18 +175,20 @@ class WorkerSandbox:
         path = self._context_path()
         reader_thread = threading.Thread(target=self._read_loop, args=(self._reader, self._queue),
                                          name="rlm-sandbox-reader", daemon=True)
+        self._reader_thread = reader_thread
         reader_thread.start()
+        start_deadline = time.monotonic() + self.start_timeout_s
         try:
             if path:
                 header["context_path"] = path
-                write_message(self._writer, header)
+                self._send(header, start_deadline)
             else:
-                write_message(self._writer, header, payload)
-        except (BrokenPipeError, OSError, ValueError):
-            pass  # the reason surfaces below as a death
+                self._send(header, start_deadline, payload)
+        except (_WorkerDied, _Deadline):
+            pass  # the reason surfaces below as a death or a time-out
         del payload
         try:
-            msg = self._recv(time.monotonic() + self.start_timeout_s)
+            msg = self._recv(start_deadline)
         except _Deadline:
             self._kill()
             raise SandboxError(f"the sandbox worker did not start within "
@@ -198,16 +216,24 @@ class WorkerSandbox:
 
     @staticmethod
     def _read_loop(reader: IO[bytes], q: "queue.Queue[Any]") -> None:
-        while True:
+        try:
+            while True:
+                try:
+                    msg = read_message(reader, MAX_WORKER_LINE)
+                except ProtocolError as exc:
+                    q.put(exc)
+                    return
+                except (OSError, ValueError) as exc:
+                    q.put(ProtocolError(str(exc)))
+                    return
+                q.put(msg)
+        finally:
+            # Closed here, at EOF: from another thread, close() would wait for this read,
+            # that is for every process holding the pipe's other end.
             try:
-                msg = read_message(reader, MAX_WORKER_LINE)
-            except ProtocolError as exc:
-                q.put(exc)
-                return
-            except (OSError, ValueError) as exc:
-                q.put(ProtocolError(str(exc)))
-                return
-            q.put(msg)
+                reader.close()
+            except Exception:
+                pass
 
     def _recv(self, deadline: float) -> dict[str, Any]:
         left = deadline - time.monotonic()
@@ -221,10 +247,36 @@ class WorkerSandbox:
             raise _WorkerDied(str(item))
         return item
 
-    def _send(self, msg: dict[str, Any]) -> None:
+    def _send(self, msg: dict[str, Any], deadline: float | None = None,
+              payload: bytes | memoryview | None = None) -> None:
+        """Write one message (and a raw payload) by ``deadline`` (default: 30 s from now).
+        Never blocks past it: a worker that stops reading its input (or an orphan holding the
+        pipe) cannot hang the host. Raises :class:`_Deadline` or :class:`_WorkerDied`."""
+        if deadline is None:
+            deadline = time.monotonic() + 30.0
+        if payload is not None:
+            msg = dict(msg, payload=len(payload))
         try:
-            assert self._writer is not None
-            write_message(self._writer, msg)
+            writer = self._writer
+            assert writer is not None
+            writer.flush()
+            fd = writer.fileno()
+            os.set_blocking(fd, False)
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            for part in (encode(msg), payload):
+                view = memoryview(part).cast("B") if part is not None else memoryview(b"")
+                while len(view):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise _Deadline()
+                    if not poller.poll(min(left, 1.0) * 1000):
+                        continue
+                    try:
+                        n = os.write(fd, view[:1 << 20])
+                    except BlockingIOError:
+                        continue
+                    view = view[n:]
         except (BrokenPipeError, OSError, ValueError, AssertionError) as exc:
             raise _WorkerDied(f"cannot write to the worker: {exc}") from None
 
@@ -275,7 +327,8 @@ class WorkerSandbox:
             # compiling a big cell; then the hard deadline is timeout + grace.
             hard = t0 + timeout + self.grace_s + self.compile_allowance_s
             try:
-                self._send({"op": "exec", "id": mid, "code": str(code), "timeout": timeout})
+                self._send({"op": "exec", "id": mid, "code": str(code), "timeout": timeout},
+                           hard)
                 while True:
                     msg = self._recv(hard)
                     op = msg.get("op")
@@ -286,7 +339,7 @@ class WorkerSandbox:
                         c0 = time.monotonic()
                         reply = self._host_reply(msg)
                         hard += time.monotonic() - c0
-                        self._send(reply)
+                        self._send(reply, hard)
                         continue
                     if op == "result" and msg.get("id") == mid:
                         return self._to_result(msg, notes, restarted, t0)
@@ -351,7 +404,7 @@ class WorkerSandbox:
             self._next_id += 1
             msg = dict(msg, id=self._next_id)
             try:
-                self._send(msg)
+                self._send(msg, time.monotonic() + timeout)
                 while True:
                     reply = self._recv(time.monotonic() + timeout)
                     if reply.get("id") == self._next_id:
@@ -360,6 +413,13 @@ class WorkerSandbox:
                 self._kill()
                 self._needs_restart = True
                 return None
+
+    def _raw_exec_for_tests(self, code: str, timeout: float = 15.0) -> dict[str, Any] | None:
+        """Test-only: run plain Python in the worker, past the policy (an escape simulated).
+        Works only when the host's environment set ``RLM_SANDBOX_UNSAFE_TEST_RAW_EXEC=1``
+        before the worker started; returns ``{"stdout", "error"}``, or None when the worker
+        died or timed out (it is then restarted on the next call)."""
+        return self._query({"op": "raw_exec", "code": str(code)}, timeout)
 
     def get_variable(self, name: str) -> str | None:
         reply = self._query({"op": "get", "name": str(name)})
@@ -379,7 +439,7 @@ class WorkerSandbox:
         self._closed = True
         try:
             if self._writer is not None:
-                write_message(self._writer, {"op": "shutdown"})
+                self._send({"op": "shutdown"}, time.monotonic() + 0.5)
         except Exception:
             pass
         try:
@@ -424,11 +484,15 @@ class LocalSandbox(WorkerSandbox):
     kind = "local"
 
     def __init__(self, *args: Any, python: str | None = None, landlock: bool = True,
-                 read_paths: list[str] | tuple[str, ...] = (), **kwargs: Any) -> None:
+                 read_paths: list[str] | tuple[str, ...] = (), seccomp: bool = True,
+                 **kwargs: Any) -> None:
         self._python = python or sys.executable
         self._landlock = landlock
+        self._seccomp = seccomp
         self._read_paths = [str(p) for p in read_paths]
         self._proc: subprocess.Popen[bytes] | None = None
+        self._cgroup: str | None = None
+        self._tree_token = ""
         self._tmpdir: str | None = None
         self._stderr_tail = b""
         super().__init__(*args, **kwargs)
@@ -448,64 +512,83 @@ class LocalSandbox(WorkerSandbox):
             cmd.append("--landlock")
             for p in self._read_paths:
                 cmd += ["--read-path", p]
+        cmd.append("--harden")
+        if self._seccomp:
+            cmd.append("--seccomp")
+        # Every process of this worker's tree carries the token in its environment: the
+        # fallback sweep finds a setsid() orphan by it where no cgroup can be made.
+        self._tree_token = secrets.token_hex(12)
+        env = dict(_minimal_env(self._tmpdir), RLM_SANDBOX_TREE=self._tree_token)
         try:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                pass_fds=(to_r, from_w), cwd=self._tmpdir, env=_minimal_env(self._tmpdir),
+                pass_fds=(to_r, from_w), cwd=self._tmpdir, env=env,
                 start_new_session=True, close_fds=True)
         except OSError as exc:
             os.close(to_r), os.close(to_w), os.close(from_r), os.close(from_w)
             raise SandboxError(f"cannot start the sandbox worker: {exc}") from None
-        finally:
-            pass
         os.close(to_r)
         os.close(from_w)
+        # Into a cgroup of its own before it reads its first byte (nothing untrusted has run
+        # yet), so that cgroup.kill takes everything it will ever start.
+        self._cgroup = cgroup_create()
+        if self._cgroup and not cgroup_add(self._cgroup, self._proc.pid):
+            cgroup_kill(self._cgroup, timeout=0.2)
+            self._cgroup = None
         self._stderr_tail = b""
         threading.Thread(target=self._drain_stderr, args=(self._proc,), daemon=True,
                          name="rlm-sandbox-stderr").start()
         return os.fdopen(to_w, "wb"), os.fdopen(from_r, "rb")
 
     def _kill(self) -> None:
+        """Kill the worker and everything it started, whatever session or parent those
+        ended up with: ``cgroup.kill`` where we could make a cgroup, else a sweep of its
+        descendants (the worker is their child subreaper) and of the processes carrying its
+        token, then its process group. Every wait is bounded; nothing here waits on a pipe."""
         proc = self._proc
         if proc is None:
             self._close_streams()
             return
-        if proc.poll() is None:
+        cgroup, self._cgroup = self._cgroup, None
+        emptied = cgroup_kill(cgroup, timeout=2.0) if cgroup else False
+        if not emptied:
+            kill_tree(proc.pid, self._tree_token, timeout=2.0)
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
-                try:
-                    proc.kill()
-                except ProcessLookupError:
-                    pass
+                pass
+            if cgroup:
+                cgroup_kill(cgroup, timeout=0.5)
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover
             pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # anything it left in its session
-        except (ProcessLookupError, PermissionError):
-            pass
-        # Close our ends only now: closing a pipe another thread is reading blocks until that
-        # read returns, which happens once the process is gone.
         self._close_streams()
-        if proc.stderr is not None:
-            try:
-                proc.stderr.close()
-            except Exception:
-                pass
 
     def _alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
     def _close_streams(self) -> None:
-        for f in (self._writer, self._reader):
+        """Close our pipe ends without ever blocking: the writer is non-blocking (pending
+        bytes are dropped), and the reader is closed by its own thread at EOF when that
+        thread still runs (closing it here would wait for the read)."""
+        writer, reader = self._writer, self._reader
+        self._writer = self._reader = None
+        if writer is not None:
             try:
-                if f is not None:
-                    f.close()
+                os.set_blocking(writer.fileno(), False)
+            except (OSError, ValueError):
+                pass
+            try:
+                writer.close()
             except Exception:
                 pass
-        self._writer = self._reader = None
+        thread = self._reader_thread
+        if reader is not None and (thread is None or not thread.is_alive()):
+            try:
+                reader.close()
+            except Exception:
+                pass
 
     def _death_reason(self) -> str:
         proc = self._proc

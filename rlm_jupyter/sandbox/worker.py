@@ -141,6 +141,182 @@ def apply_landlock(extra_read=()):
     return int(abi)
 
 
+# ---- process-level hardening (Linux): capabilities, seccomp, subreaper ---------------------------
+
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_SECCOMP = 22
+_PR_CAPBSET_DROP = 24
+_PR_CAP_AMBIENT = 47
+_PR_SET_CHILD_SUBREAPER = 36
+_CLONE_THREAD = 0x00010000
+
+# Syscall numbers: (x86_64, aarch64). ``None``: the call does not exist on that architecture.
+_SYSCALLS = {
+    "fork": (57, None), "vfork": (58, None), "clone": (56, 220), "clone3": (435, 435),
+    "execve": (59, 221), "execveat": (322, 281),
+    "socket": (41, 198), "socketpair": (53, 199),
+    "io_uring_setup": (425, 425), "io_uring_enter": (426, 426),
+    "io_uring_register": (427, 427),
+    "ptrace": (101, 117), "process_vm_readv": (310, 270), "process_vm_writev": (311, 271),
+    "pidfd_getfd": (438, 438), "pidfd_send_signal": (424, 424),
+    "kill": (62, 129), "tkill": (200, 130), "tgkill": (234, 131),
+    "unshare": (272, 97), "setns": (308, 268), "mount": (165, 40), "umount2": (166, 39),
+    "pivot_root": (155, 41), "chroot": (161, 51), "fsopen": (430, 430),
+    "fsconfig": (431, 431), "fsmount": (432, 432), "move_mount": (429, 429),
+    "open_tree": (428, 428), "fspick": (433, 433), "mount_setattr": (442, 442),
+    "bpf": (321, 280), "perf_event_open": (298, 241), "userfaultfd": (323, 282),
+    "keyctl": (250, 219), "add_key": (248, 217), "request_key": (249, 218),
+    "kexec_load": (246, 104), "kexec_file_load": (320, 294), "init_module": (175, 105),
+    "finit_module": (313, 273), "delete_module": (176, 106), "reboot": (169, 142),
+    "open_by_handle_at": (304, 265),
+}
+# Refused outright (EPERM): new processes and programs, every socket family (and io_uring,
+# which could open sockets past this filter), other processes' memory, namespaces and mounts,
+# kernel keys, modules, BPF.
+_DENIED = ("fork", "vfork", "execve", "execveat", "socket", "socketpair", "io_uring_setup",
+           "io_uring_enter", "io_uring_register", "ptrace", "process_vm_readv",
+           "process_vm_writev", "pidfd_getfd", "pidfd_send_signal", "tkill", "unshare",
+           "setns", "mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount",
+           "move_mount", "open_tree", "fspick", "mount_setattr", "bpf", "perf_event_open",
+           "userfaultfd", "keyctl", "add_key", "request_key", "kexec_load", "kexec_file_load",
+           "init_module", "finit_module", "delete_module", "reboot", "open_by_handle_at")
+
+
+def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def seccomp_program(arch, pid):
+    """The classic-BPF seccomp filter for this worker, as bytes (8 bytes per instruction).
+
+    Threads stay possible (``clone`` with ``CLONE_THREAD``; ``clone3``, whose flags a filter
+    cannot read, answers ENOSYS so the C library falls back to ``clone``); every other new
+    process, every ``execve`` and every ``socket()`` of any family is refused with EPERM, and
+    signals may only go to this process itself. Returns None on an architecture we do not know.
+    """
+    import struct
+    arches = {"x86_64": (0, 0xC000003E), "amd64": (0, 0xC000003E),
+              "aarch64": (1, 0xC00000B7), "arm64": (1, 0xC00000B7)}
+    if arch not in arches:
+        return None
+    col, audit_arch = arches[arch]
+    nr = {name: nums[col] for name, nums in _SYSCALLS.items() if nums[col] is not None}
+    ld_abs, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, kill_process = 0x7FFF0000, 0x80000000
+    eperm, enosys = 0x00050000 | 1, 0x00050000 | 38
+    arg0 = 16  # offsetof(struct seccomp_data, args[0]); the low 32 bits on little-endian
+    prog = [
+        (ld_abs, 0, 0, 4),                 # A = arch
+        (jeq, 1, 0, audit_arch),
+        (ret, 0, 0, kill_process),         # another ABI (i386 int 0x80 on x86_64): refuse
+        (ld_abs, 0, 0, 0),                 # A = syscall number
+    ]
+    if col == 0:
+        prog += [(jge, 0, 1, 0x40000000), (ret, 0, 0, eperm)]  # x32 ABI numbers
+    for name in _DENIED:
+        if name in nr:
+            prog += [(jeq, 0, 1, nr[name]), (ret, 0, 0, eperm)]
+    prog += [(jeq, 0, 1, nr["clone3"]), (ret, 0, 0, enosys)]
+    # clone: a thread (CLONE_THREAD) is fine, a new process is not.
+    prog += [(jeq, 0, 4, nr["clone"]), (ld_abs, 0, 0, arg0), (jset, 0, 1, _CLONE_THREAD),
+             (ret, 0, 0, allow), (ret, 0, 0, eperm)]
+    # kill(pid, sig): only this process (or its own group, which holds only itself).
+    prog += [(jeq, 0, 5, nr["kill"]), (ld_abs, 0, 0, arg0), (jeq, 2, 0, pid), (jeq, 1, 0, 0),
+             (ret, 0, 0, eperm), (ret, 0, 0, allow)]
+    # tgkill(tgid, tid, sig): only threads of this process.
+    prog += [(jeq, 0, 4, nr["tgkill"]), (ld_abs, 0, 0, arg0), (jeq, 1, 0, pid),
+             (ret, 0, 0, eperm), (ret, 0, 0, allow)]
+    prog.append((ret, 0, 0, allow))
+    return b"".join(struct.pack("=HBBI", *ins) for ins in prog)
+
+
+def apply_seccomp():
+    """Install the filter of :func:`seccomp_program` on this (still single-threaded) process.
+    Returns 1 when it is in force, 0 when the platform or kernel does not offer it."""
+    import ctypes
+    libc = _libc()
+    if libc is None:
+        return 0
+    code = seccomp_program(os.uname().machine.lower(), os.getpid())
+    if code is None:
+        return 0
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    buf = ctypes.create_string_buffer(code, len(code))
+    prog = SockFprog(len(code) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                           ctypes.c_ulong]
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        return 0
+    if libc.prctl(_PR_SET_SECCOMP, 2, ctypes.addressof(prog), 0, 0) != 0:  # MODE_FILTER
+        return 0
+    return 1
+
+
+def drop_capabilities():
+    """Give up every capability (they matter when the worker runs as root: CAP_KILL,
+    CAP_SYS_ADMIN, CAP_SYS_PTRACE, ...). The bounding set first, so no later ``execve`` could
+    regain them, then this thread's sets; threads started later inherit the empty sets.
+    Returns 1 when the worker ends with no capability, else 0."""
+    import ctypes
+    libc = _libc()
+    if libc is None:
+        return 0
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                           ctypes.c_ulong]
+    for cap in range(64):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
+            break  # EINVAL: past the last capability this kernel knows
+    libc.prctl(_PR_CAP_AMBIENT, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable (x2): all empty
+    try:
+        if libc.capset(header, data) != 0:
+            return 0
+    except AttributeError:
+        return 0
+    try:
+        with open("/proc/self/status") as fh:
+            eff = [ln for ln in fh if ln.startswith("CapEff:")]
+        return 1 if eff and int(eff[0].split()[1], 16) == 0 else 0
+    except (OSError, ValueError, IndexError):
+        return 1
+
+
+def harden_process(seccomp=True):
+    """Process-level defence in depth, applied after Landlock and before any input: become a
+    child subreaper (orphans of anything this process started stay below it, for the host's
+    sweep), drop capabilities, install the seccomp filter. Where seccomp is missing, a zero
+    ``RLIMIT_NPROC`` stops forks for a non-root user (root is exempt from it). Returns what
+    holds, for the ``ready`` message."""
+    info = {"seccomp": 0, "caps_dropped": 0, "subreaper": 0}
+    libc = _libc()
+    if libc is None:
+        return info
+    import ctypes
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                           ctypes.c_ulong]
+    info["subreaper"] = int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    info["caps_dropped"] = drop_capabilities()
+    if seccomp:
+        info["seccomp"] = apply_seccomp()
+    if not info["seccomp"]:
+        try:
+            import resource
+            resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+        except (ImportError, AttributeError, ValueError, OSError):
+            pass
+    return info
+
+
 class MemoryImporter(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports modules from source strings the host sent (policy, RestrictedPython)."""
 
@@ -217,6 +393,9 @@ class Worker:
         self.call_id = 0
         self.max_message = 32 * MB
         self.landlock = 0
+        self.hardening = {}
+        self.raw_exec = False
+        self.raw_ns = {}
 
     def host_call(self, name, args, kwargs):
         """Ask the host to run ``name``; wait for its reply. Raises in the cell on failure."""
@@ -254,6 +433,10 @@ class Worker:
         if modules:
             sys.meta_path.insert(0, MemoryImporter(modules, msg.get("packages") or []))
         self.max_message = int((msg.get("limits") or {}).get("max_message") or self.max_message)
+        # Test-only: the host sets this (only when its own environment asks for it, see
+        # local.py) to simulate code that already escaped the policy. Sandbox code cannot send
+        # or change the init message, and without it the "raw_exec" op is refused.
+        self.raw_exec = msg.get("test_raw_exec") is True
         try:
             import rlm_sandbox_policy as policy
         except ImportError:
@@ -276,7 +459,24 @@ class Worker:
         del context
         self.chan.send({"op": "ready", "pid": os.getpid(),
                         "python": sys.version.split()[0], "restricted": restricted,
-                        "landlock": self.landlock})
+                        "landlock": self.landlock, **self.hardening})
+
+    def run_raw(self, code):
+        """Test-only (see ``raw_exec``): run ``code`` as plain Python in this process, with
+        every OS-level restriction in force but no policy, as an escape would."""
+        import io
+        import traceback
+        out = io.StringIO()
+        old = sys.stdout
+        sys.stdout = out
+        error = None
+        try:
+            exec(compile(code, "<raw>", "exec"), self.raw_ns)
+        except BaseException:  # noqa: B036 - report everything, SystemExit included
+            error = traceback.format_exc(limit=3)[-4000:]
+        finally:
+            sys.stdout = old
+        return {"stdout": out.getvalue()[-100000:], "error": error}
 
     def serve(self):
         first = self.chan.read()
@@ -308,6 +508,12 @@ class Worker:
                                 "value": self.repl.get_variable(msg.get("name"))})
             elif op == "vars":
                 self.chan.send({"op": "vars", "id": mid, "vars": self.repl.variables()})
+            elif op == "raw_exec":
+                if not self.raw_exec:
+                    self.chan.send({"op": "error", "id": mid, "error": "raw_exec is off"})
+                else:
+                    self.chan.send(dict(self.run_raw(str(msg.get("code", ""))),
+                                        op="raw_result", id=mid))
             elif op == "ping":
                 self.chan.send({"op": "pong", "id": mid})
             elif op == "shutdown":
@@ -327,10 +533,15 @@ def main(argv=None):
                     help="restrict file reads to the Python installation (Linux Landlock)")
     ap.add_argument("--read-path", action="append", default=[],
                     help="with --landlock: another directory the worker may read")
+    ap.add_argument("--harden", action="store_true",
+                    help="drop capabilities and become a child subreaper (Linux)")
+    ap.add_argument("--seccomp", action="store_true",
+                    help="with --harden: refuse new processes, execve and sockets (seccomp)")
     args = ap.parse_args(argv)
 
     apply_rlimits(args.memory_mb, args.cpu_s, args.nofile)
     landlock = apply_landlock(args.read_path) if args.landlock else 0
+    hardening = harden_process(seccomp=args.seccomp) if args.harden else {}
     for sig in ("SIGXFSZ", "SIGINT"):
         if hasattr(signal, sig):
             signal.signal(getattr(signal, sig), signal.SIG_IGN)
@@ -350,6 +561,7 @@ def main(argv=None):
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 2000))
     worker = Worker(Channel(rfd, wfd))
     worker.landlock = landlock
+    worker.hardening = hardening
     return worker.serve()
 
 
