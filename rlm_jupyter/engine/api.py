@@ -14,6 +14,7 @@ from rlm_jupyter.engine.budget import Budget
 from rlm_jupyter.engine.cache import ResponseCache
 from rlm_jupyter.engine.llm import LLMClient, get_litellm
 from rlm_jupyter.engine.loop import Run, RunTree
+from rlm_jupyter.engine.preflight import check_context, check_credentials
 from rlm_jupyter.engine.result import RunResult
 from rlm_jupyter.engine.trajectory import JsonlWriter, Trajectory, log_path_for
 
@@ -64,6 +65,11 @@ class RLM:
         if not isinstance(question, str) or not question.strip():
             raise errors.ConfigError("The question is empty: pass the question as a string.")
         settings = self._resolved_settings()
+        model = settings.require_model()
+        check_context(context, settings.sandbox)
+        for name in {model, settings.sub_model or model}:
+            check_credentials(name, transport=settings.effective_transport,
+                              api_base=settings.api_base, api_key=settings.api_key)
         if settings.effective_transport == "litellm":
             # Import litellm (seconds) while the sandbox starts and loads the context. The
             # direct HTTP path needs no litellm at all for a model litellm cannot price.
