@@ -79,3 +79,31 @@ def test_the_lock_pins_every_dependency_within_pyproject_ranges():
             assert req.specifier.contains(version, prereleases=True), (name, version, str(req))
     for bad in ("1.82.7", "1.82.8"):
         assert bad not in pins["litellm"]
+
+
+def test_the_readme_demo_cells_answer_on_the_demo_model(tmp_path, monkeypatch):
+    """A newcomer's first answer must not be nonsense: the README's demo cells, run as they are
+    in an IPython shell, give the answer the README shows."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- demo-cells", 1)[1].split("<!-- /demo-cells -->", 1)[0]
+    cells = re.findall(r"```(?:python)?\n(.+?)\n```", block, re.S)
+    assert len(cells) == 3
+    monkeypatch.delenv("RLM_MODEL", raising=False)
+    monkeypatch.setenv("RLM_LOG_DIR", str(tmp_path / "runs"))
+    ip = InteractiveShell.instance()
+    saved_env = dict(os.environ)
+    try:
+        for cell in cells:
+            result = ip.run_cell(cell, store_history=False)
+            assert result.success, (cell, result.error_in_exec)
+        shown = cells[2].split("#", 1)[1].strip()
+        assert repr(ip.user_ns["code"]) == shown
+    finally:
+        from rlm_jupyter.jupyter.magics import get_magics
+
+        ip.run_line_magic("rlm", "config --reset")
+        get_magics(ip).close()  # stops the demo server
+        os.environ.clear()
+        os.environ.update(saved_env)  # `%rlm demo` points RLM_MODEL at its server
