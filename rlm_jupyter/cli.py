@@ -39,8 +39,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"rlm: {exc}", file=sys.stderr)
         return 2
     print(result.answer or "")
+    retries = sum(int(u.get("retries", 0)) for u in result.usage.values())
     print(f"-- {result.status}, {result.total_tokens:,} tokens, ${result.cost_usd:.4f}, "
-          f"{result.elapsed_s:.1f}s, log: {result.log_path}", file=sys.stderr)
+          f"{result.elapsed_s:.1f}s" + (f", {retries} retries" if retries else "")
+          + f", log: {result.log_path}", file=sys.stderr)
     if result.error is not None:
         print(f"-- {type(result.error).__name__}: {result.error}", file=sys.stderr)
         return 1
@@ -60,6 +62,9 @@ def _printer(quiet: bool) -> Any:
         elif event.type == "subcall_finished":
             print(f"{indent}  sub-call {event.model} {event.latency_s:.2f}s"
                   + (" (cached)" if event.cached else ""), file=sys.stderr)
+        elif event.type == "llm_retry":
+            print(f"{indent}  retry {event.call} call to {event.model} (attempt {event.attempt} "
+                  f"failed: {event.error}; next in {event.wait_s:.1f}s)", file=sys.stderr)
     return show
 
 
@@ -82,11 +87,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
         print(f"No runs in {log_dir}.")
         return 0
     print(f"{'time':19}  {'run':12}  {'status':9}  {'turns':>5}  {'subs':>5}  {'tokens':>8}  "
-          f"{'cost':>8}  question")
+          f"{'cost':>8}  {'retry':>5}  question")
     for r in rows:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started))
         print(f"{stamp:19}  {r.run_id:12}  {r.status:9}  {r.turns:>5}  {r.subcalls:>5}  "
-              f"{r.tokens:>8,}  {r.cost_usd:>8.4f}  {r.question[:60]}")
+              f"{r.tokens:>8,}  {r.cost_usd:>8.4f}  {r.retries:>5}  {r.question[:60]}")
     return 0
 
 
@@ -104,11 +109,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         pad = "  " * run.depth
         print(f"{pad}run {run.run_id} [{run.status}] {run.question[:80]}")
         for turn in run.turns:
-            print(f"{pad}  turn {turn.turn}: {turn.text[:200]!r}")
+            retried = f" ({turn.retries} retries)" if turn.retries else ""
+            print(f"{pad}  turn {turn.turn}{retried}: {turn.text[:200]!r}")
             for code in turn.code:
                 print(f"{pad}    code -> {code.stdout[:200]!r}" + (f" error {code.error[:100]!r}" if code.error else ""))
             for sub in turn.subcalls:
-                print(f"{pad}    sub-call -> {sub.response_preview[:100]!r}")
+                retried = f" ({sub.retries} retries)" if sub.retries else ""
+                print(f"{pad}    sub-call{retried} -> {sub.response_preview[:100]!r}")
         print(f"{pad}  answer: {run.answer!r}")
     return 0
 

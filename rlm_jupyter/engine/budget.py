@@ -19,15 +19,32 @@ WARN_FRACTION = 0.8
 
 @dataclass
 class ModelUsage:
+    """One model's share of a run tree.
+
+    ``calls`` are answered calls (cache hits included); ``retries`` are failed attempts that
+    were tried again, ``failed_calls`` calls that failed for good. Every attempt is one of
+    these, so ``attempts = calls + retries + failed_calls``: retries cost wall time (and,
+    with some providers, money) that the answered calls alone would hide.
+    """
+
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
     cached_calls: int = 0
+    retries: int = 0
+    failed_calls: int = 0
+
+    @property
+    def attempts(self) -> int:
+        return self.calls + self.retries + self.failed_calls
 
     def as_dict(self) -> dict[str, float | int]:
         return {
             "calls": self.calls,
+            "attempts": self.attempts,
+            "retries": self.retries,
+            "failed_calls": self.failed_calls,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
@@ -97,6 +114,22 @@ class Budget:
                 self.cost_usd += cost_usd
             self.tokens += prompt_tokens + completion_tokens
             return self._new_warnings()
+
+    def record_retry(self, model: str) -> None:
+        """Count a failed attempt of ``model`` that is about to be tried again."""
+        with self._lock:
+            self.usage.setdefault(model, ModelUsage()).retries += 1
+
+    def record_failure(self, model: str) -> None:
+        """Count a call of ``model`` that failed after its last attempt."""
+        with self._lock:
+            self.usage.setdefault(model, ModelUsage()).failed_calls += 1
+
+    @property
+    def retries(self) -> int:
+        """Retried attempts over every model (a figure for headers and summaries)."""
+        with self._lock:
+            return sum(u.retries for u in self.usage.values())
 
     def _new_warnings(self) -> list[tuple[str, float, float]]:
         out = []

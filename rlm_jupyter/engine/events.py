@@ -134,6 +134,25 @@ class SubCallFinished(Event):
 
 
 @dataclass
+class ModelRetry(Event):
+    """A model call's attempt failed and will be tried again after ``wait_s``.
+
+    ``call`` says whose call it was: "root" (``parent_span_id`` is the turn's span) or "sub"
+    (``parent_span_id`` is the sub-call's span, shared by its started/finished pair), so the
+    trajectory puts the retry on the right node. ``attempt`` is the 1-based attempt that
+    failed; ``error`` is one line, redacted like every event.
+    """
+
+    type: ClassVar[str] = "llm_retry"
+    turn: int = 0
+    model: str = ""
+    call: str = "root"  # root | sub
+    attempt: int = 1
+    error: str = ""
+    wait_s: float = 0.0
+
+
+@dataclass
 class BudgetWarning(Event):
     """A limit passed 80% of its allowance."""
 
@@ -176,7 +195,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         RunStarted, TurnStarted, ModelChunk, ModelResponse, CodeExecuted, SubCallStarted,
-        SubCallFinished, BudgetWarning, BudgetExceededEvent, ErrorEvent, RunFinished,
+        SubCallFinished, ModelRetry, BudgetWarning, BudgetExceededEvent, ErrorEvent, RunFinished,
     )
 }
 

@@ -27,6 +27,10 @@ from rlm_jupyter.engine.pricing import cost_usd as _cost
 #: redraws 10 times a second at most anyway.
 DELTA_INTERVAL_S = 0.05
 
+#: ``on_retry(attempt, error, wait_s)``: attempt is 1-based (the one that failed), wait_s the
+#: back-off before the next try.
+OnRetry = Callable[[int, BaseException, float], None]
+
 _litellm: Any = None
 _import_lock = threading.Lock()
 
@@ -175,24 +179,28 @@ class LLMClient:
     def complete(self, model: str, messages: list[dict[str, Any]], *, stream: bool = False,
                  on_delta: Callable[[str], None] | None = None,
                  timeout_s: float | None = None,
-                 sampling: dict[str, Any] | None = None) -> LLMReply:
+                 sampling: dict[str, Any] | None = None,
+                 on_retry: OnRetry | None = None) -> LLMReply:
         """One chat completion with retries; raises :class:`errors.LLMCallError` at the end.
 
         ``sampling`` overrides the run's sampling parameters for this call only (the engine
         raises the temperature after a reply that repeated code, to break a small model's loop).
+        ``on_retry(attempt, error, wait_s)`` hears of each failed attempt that will be retried,
+        before the back-off: the client has no event bus, so the engine turns it into an event
+        and a count (a retried attempt costs time and, with some providers, money).
         """
         params = {**self.litellm_kwargs, **sampling} if sampling else self.litellm_kwargs
         deltas = _Coalescer(on_delta, DELTA_INTERVAL_S) if on_delta is not None else None
         try:
             return self._complete(model, messages, stream=stream, on_delta=deltas,
-                                  timeout_s=timeout_s, params=params)
+                                  timeout_s=timeout_s, params=params, on_retry=on_retry)
         finally:
             if deltas is not None:
                 deltas.flush()  # the rest of the text, before the caller sees the reply
 
     def _complete(self, model: str, messages: list[dict[str, Any]], *, stream: bool,
                   on_delta: Callable[[str], None] | None, timeout_s: float | None,
-                  params: dict[str, Any]) -> LLMReply:
+                  params: dict[str, Any], on_retry: OnRetry | None = None) -> LLMReply:
         key = None
         if self.cache is not None:
             key = cache_key(model, messages, params, self.api_base)
@@ -217,7 +225,7 @@ class LLMClient:
                 if not (self.num_retries > 0 and _is_retryable(exc)):
                     raise
                 reply = self._retry(exc, model, messages, stream=stream, on_delta=on_delta,
-                                    timeout_s=timeout_s, params=params)
+                                    timeout_s=timeout_s, params=params, on_retry=on_retry)
         except errors.RLMError:
             raise
         except Exception as exc:  # noqa: BLE001 - everything from the provider becomes one type
@@ -239,7 +247,7 @@ class LLMClient:
 
     def _retry(self, failure: Exception, model: str, messages: list[dict[str, Any]], *,
                stream: bool, on_delta: Callable[[str], None] | None, timeout_s: float | None,
-               params: dict[str, Any]) -> LLMReply:
+               params: dict[str, Any], on_retry: OnRetry | None = None) -> LLMReply:
         """The retries after a first attempt failed with ``failure``: tenacity replays that
         failure as its own first attempt, so back-off and the shared 429 gate apply as if it
         had made it."""
@@ -247,8 +255,13 @@ class LLMClient:
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
+            wait_s = float(state.next_action.sleep) if state.next_action else 0.0
             if exc is not None and getattr(exc, "status_code", None) == 429:
-                self.gate.close_for(_retry_after(exc) or 1.0)
+                closed_for = _retry_after(exc) or 1.0
+                self.gate.close_for(closed_for)
+                wait_s = max(wait_s, closed_for)  # the gate holds the next try at least this long
+            if on_retry is not None and exc is not None:
+                on_retry(state.attempt_number, exc, wait_s)
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.num_retries + 1),
@@ -384,6 +397,15 @@ class LLMClient:
         return LLMReply(text=text, model=model, prompt_tokens=prompt_tokens,
                         completion_tokens=completion_tokens, cost_usd=cost, latency_s=0.0,
                         priced=priced)
+
+
+def attempt_error_text(exc: BaseException, limit: int = 200) -> str:
+    """One line naming a failed attempt's error (``RateLimitError: ...``), for events and logs:
+    provider errors run to pages of JSON, and a retry note needs only the gist."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    line = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 def _describe_failure(model: str, exc: BaseException) -> str:

@@ -22,7 +22,7 @@ from rlm_jupyter.engine import prompts
 from rlm_jupyter.engine.budget import Budget
 from rlm_jupyter.engine.context import (describe_context, lines_containing, normalize_context,
                                         type_name)
-from rlm_jupyter.engine.llm import LLMClient, LLMReply
+from rlm_jupyter.engine.llm import LLMClient, LLMReply, OnRetry, attempt_error_text
 from rlm_jupyter.engine.parsing import (ParsedReply, is_placeholder, parse_reply,
                                         rebinds_name)
 
@@ -122,6 +122,29 @@ class Run:
                                                   reply.completion_tokens, reply.cost_usd,
                                                   cached=reply.cached):
             self.emit(ev.BudgetWarning, limit=limit, used=used, allowed=allowed)
+
+    def _retry_reporter(self, model: str, call: str, span_id: str | None) -> OnRetry:
+        """The ``on_retry`` hook for one model call: counts the retry in the budget's usage and
+        emits a ``ModelRetry`` under ``span_id`` (the turn's, or the sub-call's), so retries
+        show in results, logs and displays instead of only as lost seconds."""
+        turn = self.turn
+
+        def on_retry(attempt: int, error: BaseException, wait_s: float) -> None:
+            self.tree.budget.record_retry(model)
+            self.emit(ev.ModelRetry, parent_span_id=span_id, turn=turn, model=model, call=call,
+                      attempt=attempt, error=attempt_error_text(error), wait_s=round(wait_s, 3))
+
+        return on_retry
+
+    def _complete(self, model: str, messages: list[dict[str, str]], *, call: str,
+                  span_id: str | None, **kwargs: Any) -> LLMReply:
+        """``client.complete`` with retries reported, and a call that failed for good counted."""
+        try:
+            return self.tree.client.complete(
+                model, messages, on_retry=self._retry_reporter(model, call, span_id), **kwargs)
+        except errors.LLMCallError:
+            self.tree.budget.record_failure(model)
+            raise
 
     # -- the loop -------------------------------------------------------------------------
     def execute(self) -> RunOutcome:
@@ -282,9 +305,10 @@ class Run:
         def on_delta(delta: str) -> None:
             self.emit(ev.ModelChunk, turn=turn, delta=delta)
 
-        reply = tree.client.complete(self.model, messages, stream=tree.stream_root,
-                                     on_delta=on_delta, timeout_s=self._call_timeout(),
-                                     sampling=self._loosened_sampling())
+        reply = self._complete(self.model, messages, call="root", span_id=self.turn_span,
+                               stream=tree.stream_root, on_delta=on_delta,
+                               timeout_s=self._call_timeout(),
+                               sampling=self._loosened_sampling())
         self._charge(reply)
         self.emit(ev.ModelResponse, turn=turn, text=reply.text, model=reply.model,
                   prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
@@ -455,8 +479,8 @@ class Run:
         started = self.emit(ev.SubCallStarted, turn=self.turn, model=model,
                             prompt_preview=prompt[:PREVIEW_CHARS], prompt_chars=len(prompt))
         try:
-            reply = tree.client.complete(model, [{"role": "user", "content": prompt}],
-                                         timeout_s=self._call_timeout())
+            reply = self._complete(model, [{"role": "user", "content": prompt}], call="sub",
+                                   span_id=started.span_id, timeout_s=self._call_timeout())
         except errors.RLMError as exc:
             self.emit(ev.SubCallFinished, span_id=started.span_id, turn=self.turn, model=model,
                       error=str(exc))

@@ -46,6 +46,9 @@ class SubCallNode:
     error: str | None = None
     finished: bool = False
     prompt_chars: int = 0
+    #: Failed attempts that were tried again, and their one-line errors (``llm_retry``).
+    retries: int = 0
+    retry_errors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -66,6 +69,9 @@ class TurnNode:
     streaming: bool = False
     #: The model's response arrived, so tokens / latency / cost are final.
     responded: bool = False
+    #: Failed attempts of this turn's root call that were tried again, and their errors.
+    retries: int = 0
+    retry_errors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -79,6 +85,7 @@ class Totals:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     child_runs: int = 0
+    retries: int = 0
 
     @property
     def tokens(self) -> int:
@@ -134,12 +141,14 @@ class RunNode:
             out.child_runs += len(run.children)
             for turn in run.turns:
                 out.turns += 1
+                out.retries += turn.retries
                 out.prompt_tokens += turn.prompt_tokens
                 out.completion_tokens += turn.completion_tokens
                 out.cost_usd += turn.cost_usd
                 for sub in turn.subcalls:
                     out.subcalls += 1
                     out.subcalls_running += not sub.finished
+                    out.retries += sub.retries
                     out.prompt_tokens += sub.prompt_tokens
                     out.completion_tokens += sub.completion_tokens
                     out.cost_usd += sub.cost_usd
@@ -276,6 +285,14 @@ class Trajectory:
             node.prompt_tokens, node.completion_tokens = event.prompt_tokens, event.completion_tokens
             node.cost_usd, node.latency_s, node.cached = event.cost_usd, event.latency_s, event.cached
             node.finished = True
+        elif isinstance(event, ev.ModelRetry):
+            target: TurnNode | SubCallNode | None = None
+            if event.call == "sub":
+                target = self._subcalls.get(event.parent_span_id or "")
+            if target is None:
+                target = self._turn(run, event.turn)
+            target.retries += 1
+            target.retry_errors.append(event.error)
         elif isinstance(event, (ev.BudgetWarning, ev.BudgetExceededEvent)):
             word = "warning" if isinstance(event, ev.BudgetWarning) else "exceeded"
             run.warnings.append(f"{event.limit} {word}: {event.used:g} of {event.allowed:g}")
@@ -365,6 +382,7 @@ class RunSummary:
     tokens: int
     cost_usd: float
     status: str
+    retries: int = 0
 
 
 def find_run(log_dir: str | os.PathLike[str], run_id_or_path: str) -> Path:
@@ -398,5 +416,5 @@ def list_runs(log_dir: str | os.PathLike[str], limit: int = 20) -> list[RunSumma
             question=root.question, model=root.model,
             turns=sum(len(r.turns) for r in root.walk()),
             subcalls=sum(r.subcall_count for r in root.walk()), tokens=tokens,
-            cost_usd=root.cost_usd, status=root.status))
+            cost_usd=root.cost_usd, status=root.status, retries=root.totals().retries))
     return rows

@@ -114,7 +114,7 @@ class Ledger:
             for model, u in (usage or {}).items():
                 row = self.per_model.setdefault(model, {"calls": 0, "prompt_tokens": 0,
                                                         "completion_tokens": 0, "cost_usd": 0.0,
-                                                        "cached_calls": 0})
+                                                        "cached_calls": 0, "retries": 0})
                 for key in row:
                     row[key] += float(u.get(key, 0) or 0)
 

@@ -467,9 +467,11 @@ class RLMMagics(Magics):
         if not rows:
             print("No runs in this session yet: the ledger is empty.")
             return
-        print(f"{'model':40}  {'calls':>6}  {'cached':>6}  {'prompt':>10}  {'completion':>10}  {'cost':>9}")
+        print(f"{'model':40}  {'calls':>6}  {'cached':>6}  {'retries':>7}  {'prompt':>10}  "
+              f"{'completion':>10}  {'cost':>9}")
         for model, r in rows:
             print(f"{model[-40:]:40}  {int(r['calls']):>6}  {int(r['cached_calls']):>6}  "
+                  f"{int(r.get('retries', 0)):>7}  "
                   f"{int(r['prompt_tokens']):>10,}  {int(r['completion_tokens']):>10,}  "
                   f"${r['cost_usd']:>8.4f}")
         print(f"{self.ledger.runs} runs, total ${self.ledger.total_usd:.4f}")

@@ -121,11 +121,26 @@ def one_line(text: str, limit: int = 80) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def fmt_retries(n: int) -> str:
+    """"3 retries" (or "" for none): failed model attempts that were tried again."""
+    return f"{n} retr{'y' if n == 1 else 'ies'}" if n else ""
+
+
+def retry_note(node: Any) -> str:
+    """" · 2 retries (last: RateLimitError: ...)" for a turn or sub-call, "" when none."""
+    if not node.retries:
+        return ""
+    last = node.retry_errors[-1] if node.retry_errors else ""
+    return f" · {fmt_retries(node.retries)}" + (f" (last: {one_line(last, 80)})" if last else "")
+
+
 def summary_line(runs: list[RunNode], now: float | None = None) -> str:
     t = totals(runs)
     root = runs[0]
+    retries = f" · {fmt_retries(t.retries)}" if t.retries else ""
     return (f"{root.status} · {fmt_secs(elapsed_s(root, now))} · {t.turns} turns · "
-            f"{t.subcalls} sub-calls · {fmt_tokens(t.tokens)} tokens · {fmt_cost(t.cost_usd)}")
+            f"{t.subcalls} sub-calls · {fmt_tokens(t.tokens)} tokens · {fmt_cost(t.cost_usd)}"
+            f"{retries}")
 
 
 # -- plain text ------------------------------------------------------------------------------
@@ -156,6 +171,7 @@ def _text_run(run: RunNode, lines: list[str], indent: str, verbose: bool) -> Non
             head += f" · {fmt_tokens(toks)} tok · {fmt_secs(turn.latency_s)}"
             if turn.cached:
                 head += " · cached"
+        head += retry_note(turn)
         lines.append(head)
         if verbose and turn.text:
             lines.extend(f"{indent}  | {ln}" for ln in clip(turn.text, 800).splitlines())
@@ -172,6 +188,8 @@ def _text_run(run: RunNode, lines: list[str], indent: str, verbose: bool) -> Non
             cached = sum(1 for s in turn.subcalls if s.cached)
             extra = f", {errs} failed" if errs else ""
             extra += f", {cached} cached" if cached else ""
+            retried = sum(s.retries for s in turn.subcalls)
+            extra += f", {fmt_retries(retried)}" if retried else ""
             lines.append(f"{indent}  sub-calls: {done}/{len(turn.subcalls)} done{extra}")
         for child in turn.children:
             _text_child(child, lines, indent, verbose)
@@ -287,6 +305,8 @@ def render_html(source: Any, *, open_turns: bool = False) -> str:
              f"<span class='pill'>{t.subcalls} sub-calls</span>",
              f"<span class='pill'>{fmt_tokens(t.tokens)} tokens</span>",
              f"<span class='pill'>{fmt_cost(t.cost_usd)}</span>"]
+    if t.retries:
+        parts.append(f"<span class='pill retries'>{fmt_retries(t.retries)}</span>")
     for label, used, allowed in budget_bars(root, t):
         pct = max(0.0, min(100.0, 100.0 * used / allowed))
         parts.append(f"<span class='pill'>{_e(label)} <span class='bar'><i style='width:{pct:.0f}%'>"
@@ -319,7 +339,7 @@ def _html_run(run: RunNode, parts: list[str], open_turns: bool) -> None:
         cached = " · cached" if turn.cached else ""
         parts.append(f"<details{flag}><summary>Turn {turn.turn} <span class='dim'>{toks} tokens · "
                      f"{fmt_secs(turn.latency_s)}{cached} · {len(turn.code)} code · "
-                     f"{len(turn.subcalls)} sub-calls</span></summary>")
+                     f"{len(turn.subcalls)} sub-calls{_e(retry_note(turn))}</span></summary>")
         text = collapse_fences(turn.text)
         if text:
             parts.append(f"<div class='dim'>model:</div><pre>{_e(clip(text, MAX_BLOCK_CHARS))}</pre>")
@@ -349,7 +369,8 @@ def _html_subcall(sub: SubCallNode, parts: list[str]) -> None:
     state = ("error" if sub.error else
              ("cached" if sub.cached else ("done" if sub.finished else "running")))
     parts.append(f"<details><summary>{_e(one_line(sub.prompt_preview, 70))} <span class='dim'>"
-                 f"{toks} tok · {fmt_secs(sub.latency_s)} · {state}</span></summary>"
+                 f"{toks} tok · {fmt_secs(sub.latency_s)} · {state}{_e(retry_note(sub))}"
+                 "</span></summary>"
                  f"<div class='dim'>prompt ({sub.prompt_chars:,} chars)</div>"
                  f"<pre>{_e(sub.prompt_preview)}</pre><div class='dim'>response</div>"
                  f"<pre{' class=err' if sub.error else ''}>{_e(sub.error or sub.response_preview)}"

@@ -88,6 +88,10 @@ function fmtCost(usd) {
   return usd < 0.01 ? "$" + usd.toFixed(4) : "$" + usd.toFixed(2);
 }
 
+function fmtRetries(n) {
+  return n ? `${n} retr${n === 1 ? "y" : "ies"}` : "";
+}
+
 function fmtSecs(s) {
   s = Math.max(0, s || 0);
   if (s < 60) return s.toFixed(1) + "s";
@@ -202,7 +206,7 @@ class Tree {
     this.roots = [];
     this.subcalls = new Map();
     this.turnSpans = new Map();
-    this.totals = { turns: 0, subcalls: 0, running: 0, tokens: 0, cost: 0, failed: 0 };
+    this.totals = { turns: 0, subcalls: 0, running: 0, tokens: 0, cost: 0, failed: 0, retries: 0 };
     this.firstTs = null;
     this.lastTs = null;
     this.dirty = new Set();
@@ -238,7 +242,7 @@ class Tree {
       t = {
         kind: "turn", run, n, text: "", streaming: false, responded: false, tokens: 0, cost: 0,
         latency: 0, cached: false, model: "", codes: [], subs: [], subsDone: 0, subsFailed: 0,
-        subsCached: 0, children: [],
+        subsCached: 0, subsRetries: 0, children: [], retries: 0, retryError: "",
       };
       run.turnByN.set(n, t);
       run.turns.push(t);
@@ -303,7 +307,7 @@ class Tree {
       }
       case "subcall_started": {
         const t = this.turn(run, d.turn || 0);
-        const s = { span: d.span_id, turn: t, model: d.model || "", prompt: d.prompt_preview || "", promptChars: d.prompt_chars || 0, done: false, response: "", tokens: 0, cost: 0, latency: 0, cached: false, error: null, index: t.subs.length };
+        const s = { span: d.span_id, turn: t, model: d.model || "", prompt: d.prompt_preview || "", promptChars: d.prompt_chars || 0, done: false, response: "", tokens: 0, cost: 0, latency: 0, cached: false, error: null, index: t.subs.length, retries: 0, retryError: "" };
         this.subcalls.set(s.span, s);
         t.subs.push(s);
         T.subcalls++;
@@ -339,6 +343,19 @@ class Tree {
         T.cost += s.cost;
         s.dirty = true;
         this.dirty.add(s.turn);
+        break;
+      }
+      case "llm_retry": {
+        // A failed attempt that is tried again: on the sub-call (its span is the parent) or
+        // on the turn whose root call it was.
+        const s = d.call === "sub" ? this.subcalls.get(d.parent_span_id) : null;
+        const t = s ? s.turn : this.turn(run, d.turn || 0);
+        const node = s || t;
+        node.retries = (node.retries || 0) + 1;
+        node.retryError = d.error || "";
+        if (s) { t.subsRetries++; s.dirty = true; }
+        T.retries++;
+        this.dirty.add(t);
         break;
       }
       case "budget_warning":
@@ -387,7 +404,7 @@ function render({ model, el }) {
   const status = h("span", "rlm-pill rlm-status", "waiting");
   header.appendChild(h("span", "rlm-logo", "RLM"));
   header.appendChild(status);
-  for (const key of ["elapsed", "turns", "subcalls", "tokens", "cost"]) {
+  for (const key of ["elapsed", "turns", "subcalls", "tokens", "cost", "retries"]) {
     pills[key] = h("span", "rlm-pill rlm-c-" + key);
     header.appendChild(pills[key]);
   }
@@ -441,6 +458,9 @@ function render({ model, el }) {
     pills.subcalls.textContent = T.subcalls + " sub-calls" + (T.running > 0 ? ` (${T.running} running)` : "") + (T.failed ? ` · ${T.failed} failed` : "");
     pills.tokens.textContent = fmtTokens(T.tokens) + " tokens";
     pills.cost.textContent = fmtCost(T.cost);
+    pills.retries.textContent = fmtRetries(T.retries);
+    pills.retries.style.display = T.retries ? "" : "none";
+    pills.retries.title = "failed model attempts that were tried again";
     stopBtn.style.display = liveRunning() ? "" : "none";
     if (r) {
       question.textContent = r.question ? "Q: " + oneLine(r.question, 400) : "";
@@ -553,6 +573,7 @@ function render({ model, el }) {
     if (t.streaming) bits.push("streaming…");
     if (t.codes.length) bits.push(t.codes.length + " code");
     if (t.subs.length) bits.push(t.subs.length + " sub-calls");
+    if (t.retries) bits.push(fmtRetries(t.retries) + " (last: " + oneLine(t.retryError, 80) + ")");
     te.summary.innerHTML = `<b>Turn ${t.n}</b> <span class="rlm-dim">${esc(bits.join(" · "))}</span>`;
     const shown = t.streaming ? t.text : collapseFences(t.text);
     if (te.textSrc !== shown) {
@@ -576,7 +597,7 @@ function render({ model, el }) {
     }
     if (t.subs.length) {
       te.subs.style.display = "";
-      const extra = (t.subsFailed ? ` · ${t.subsFailed} failed` : "") + (t.subsCached ? ` · ${t.subsCached} cached` : "");
+      const extra = (t.subsFailed ? ` · ${t.subsFailed} failed` : "") + (t.subsCached ? ` · ${t.subsCached} cached` : "") + (t.subsRetries ? ` · ${fmtRetries(t.subsRetries)}` : "");
       te.subsSummary.textContent = `${t.subs.length} sub-calls · ${t.subsDone} done${extra}`;
       if (te.subs.open) renderSubRows(t, te);
     }
@@ -600,12 +621,13 @@ function render({ model, el }) {
   function fillSub(s, bodyEl) {
     bodyEl.textContent = "";
     bodyEl.append(h("div", "rlm-dim", `prompt (${(s.promptChars || 0).toLocaleString()} chars)${s.model ? " · " + s.model : ""}`), h("pre", "rlm-out", s.prompt));
+    if (s.retries) bodyEl.append(h("div", "rlm-dim", `${fmtRetries(s.retries)} · last error: ${s.retryError}`));
     bodyEl.append(h("div", "rlm-dim", "response"), h("pre", s.error ? "rlm-err" : "rlm-out", s.error || s.response || (s.done ? "" : "…")));
   }
 
   function updateSubRow(s, r) {
     const state = s.error ? "error" : s.done ? (s.cached ? "cached" : "done") : "running";
-    r.sum.innerHTML = `<span class="rlm-sub-n">#${s.index + 1}</span> ${esc(oneLine(s.prompt, 80))} <span class="rlm-dim">${s.done ? esc(fmtTokens(s.tokens) + " tok · " + fmtSecs(s.latency)) : ""}</span> <span class="rlm-state rlm-${state}">${state}</span>` + (s.done && s.response ? ` <span class="rlm-dim">→ ${esc(oneLine(s.response, 60))}</span>` : "");
+    r.sum.innerHTML = `<span class="rlm-sub-n">#${s.index + 1}</span> ${esc(oneLine(s.prompt, 80))} <span class="rlm-dim">${s.done ? esc(fmtTokens(s.tokens) + " tok · " + fmtSecs(s.latency)) : ""}${s.retries ? esc(" · " + fmtRetries(s.retries)) : ""}</span> <span class="rlm-state rlm-${state}">${state}</span>` + (s.done && s.response ? ` <span class="rlm-dim">→ ${esc(oneLine(s.response, 60))}</span>` : "");
     if (r.row.open) fillSub(s, r.bodyEl);
   }
 
