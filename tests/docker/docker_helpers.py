@@ -3,7 +3,19 @@ when several test folders have one)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+
+import pytest
+
+
+def require_or_skip(available: bool, reason: str) -> None:
+    """Skip locally with a clear reason; fail in CI (``RLM_CI=1``), which must provide it."""
+    if available:
+        return
+    if os.environ.get("RLM_CI") == "1":
+        pytest.fail(f"{reason} (RLM_CI=1: CI must provide it)")
+    pytest.skip(reason)
 
 
 def session_containers(session: str) -> list[str]:
@@ -16,6 +28,11 @@ def session_containers(session: str) -> list[str]:
 def inspect(name: str, fmt: str) -> str:
     return subprocess.run(["docker", "inspect", "--format", fmt, name], capture_output=True,
                           text=True, check=True, timeout=30).stdout.strip()
+
+
+def volume_exists(name: str) -> bool:
+    return subprocess.run(["docker", "volume", "inspect", name], capture_output=True,
+                          timeout=30).returncode == 0
 
 
 def docker_exec(name: str, *cmd: str) -> subprocess.CompletedProcess[str]:

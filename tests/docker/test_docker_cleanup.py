@@ -31,12 +31,16 @@ def containers_with_prefix(prefix: str) -> list[str]:
     return [r["name"] for r in dsb.list_sandbox_containers() if r["session"].startswith(prefix)]
 
 
-def docker_clients_of_this_process() -> list[int]:
-    """`docker run` clients still running as our children (each would hold a container)."""
-    out = subprocess.run(["ps", "-o", "pid=,ppid=,args=", "-e"], capture_output=True, text=True,
-                         check=True).stdout
-    return [int(line.split()[0]) for line in out.splitlines()
-            if int(line.split()[1]) == os.getpid() and " run -i --rm " in line]
+def our_threads() -> list[str]:
+    """Docker threads still alive: each waits on a container this process holds."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("rlm-docker-")]
+
+
+def wait_for_no_threads(timeout: float = 10.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while our_threads() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return our_threads()
 
 
 @pytest.mark.slow
@@ -52,7 +56,7 @@ def test_100_open_close_cycles_leave_nothing() -> None:
         outputs = list(pool.map(cycle, range(100)))
     assert outputs == [f"cycle {i}\n" for i in range(100)]
     assert containers_with_prefix(prefix) == []
-    assert docker_clients_of_this_process() == []
+    assert wait_for_no_threads() == []
 
 
 @pytest.mark.slow
@@ -74,7 +78,7 @@ def test_20_runs_killed_mid_cell_leave_nothing() -> None:
         stopped = list(pool.map(killed_run, range(20)))
     assert all(stopped)
     assert containers_with_prefix(prefix) == []
-    assert docker_clients_of_this_process() == []
+    assert wait_for_no_threads() == []
 
 
 KERNEL = textwrap.dedent("""

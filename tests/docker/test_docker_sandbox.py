@@ -3,13 +3,14 @@ once, host functions, timeouts, memory kills, and the container layer on its own
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 
 import pytest
 
-from docker_helpers import docker_exec, inspect, session_containers
+from docker_helpers import docker_exec, inspect, session_containers, volume_exists
 from rlm_jupyter.sandbox import Sandbox, SandboxError, open_sandbox
 from rlm_jupyter.sandbox import docker as dsb
 
@@ -63,6 +64,7 @@ def test_open_execute_close_removes_container() -> None:
         assert isinstance(box, Sandbox) and box.kind == "docker"
         name = box.container_name
         assert session_containers(box.session_id) == [name]
+        volumes = [m["Name"] for m in json.loads(inspect(name, "{{json .Mounts}}"))]
         assert ok(box, "x = 20\nprint(context)").stdout == "abc\n"
         assert ok(box, "print(x * 2 + 2)").stdout == "42\n"
         assert box.get_variable("x") == "20"
@@ -72,6 +74,7 @@ def test_open_execute_close_removes_container() -> None:
     finally:
         box.close()
     assert session_containers(box.session_id) == []
+    assert volumes and not [v for v in volumes if volume_exists(v)]  # removed with it
     box.close()  # twice is fine
     with pytest.raises(SandboxError, match="closed"):
         box.execute("print(1)")
@@ -123,31 +126,54 @@ def test_time_in_host_functions_does_not_count(sb: Sandbox) -> None:
 # ---- the context crosses once ------------------------------------------------------------
 
 
-def _client_rchar(box: dsb.DockerSandbox) -> int:
-    """Bytes the `docker run` client has read so far (our pipe to it included)."""
-    with open(f"/proc/{box._proc.pid}/io") as fh:  # noqa: SLF001 - test introspection
-        return int(next(line for line in fh if line.startswith("rchar:")).split()[1])
-
-
-def test_large_context_crosses_once_by_read_only_mount() -> None:
+def test_large_context_is_copied_in_once_not_mounted_nor_piped() -> None:
     text = ("lorem ipsum dolor sit amet " * 200_000) + "NEEDLE-4711"  # about 5.4 MB
     box = open_sandbox("docker", context=text, timeout_s=20)
     try:
         name = box.container_name
-        mounts = inspect(name, '{{range .Mounts}}{{.Destination}}={{.RW}} {{end}}')
-        assert f"{dsb.CONTEXT_IN_CONTAINER}=false" in mounts
-        assert f"{dsb.WORKER_IN_CONTAINER}=false" in mounts
-        # The whole handshake read by the client (policy sources included) is far smaller
-        # than the context: the context never went through the pipe.
-        start_bytes = _client_rchar(box)
+        # No host path is mounted (a remote daemon could not see it): worker.py and the
+        # context were copied into the container's own volume with put_archive.
+        mounts = json.loads(inspect(name, "{{json .Mounts}}"))
+        assert [(m["Type"], m["Destination"]) for m in mounts] == \
+            [("volume", dsb.FILES_IN_CONTAINER)]
+        assert inspect(name, "{{json .HostConfig.Binds}}") in ("null", "[]")
+        # The whole handshake sent over the attach socket (policy sources included) is far
+        # smaller than the context: the context never went through it.
+        start_bytes = box._stdio.sent  # noqa: SLF001 - test introspection
         assert start_bytes < len(text) / 2, start_bytes
         for _ in range(10):
             assert ok(box, "print(len(context), context[-6:])").stdout == \
                 f"{len(text)} E-4711\n"
-        per_cells = _client_rchar(box) - start_bytes
+        per_cells = box._stdio.sent - start_bytes  # noqa: SLF001
         assert per_cells < 200_000, per_cells
         assert box.memory_mb >= dsb.default_memory_mb(len(text))
         assert int(inspect(name, "{{.HostConfig.Memory}}")) == box.memory_mb * 1024 * 1024
+    finally:
+        box.close()
+
+
+def test_restart_copies_the_context_in_again() -> None:
+    box = open_sandbox("docker", context="copied twice", timeout_s=1, grace_s=1)
+    try:
+        first = box.container_name
+        r = box.execute("import re\nre.match('(a+)+$', 'a' * 40 + 'b')")
+        assert r.restarted and box.container_name != first
+        assert ok(box, "print(context)").stdout == "copied twice\n"
+    finally:
+        box.close()
+
+
+def test_an_idle_sandbox_outlives_the_clients_request_timeout() -> None:
+    """The attach socket must not inherit the SDK's request timeout (60 s by default)."""
+    import docker
+
+    box = open_sandbox("docker", context="abc", timeout_s=10,
+                       client=docker.from_env(timeout=2))
+    try:
+        ok(box, "y = 7")
+        time.sleep(3)
+        r = box.execute("print(y)")
+        assert r.stdout == "7\n" and not r.restarted, r
     finally:
         box.close()
 
@@ -265,7 +291,8 @@ def test_no_network_in_the_container(sb: dsb.DockerSandbox) -> None:
 
 def test_read_only_root_nobody_and_no_capabilities(sb: dsb.DockerSandbox) -> None:
     probe = ("import os\n"
-             "for p in ('/x', '/opt/rlm/worker.py', '/opt/rlm/context', '/etc/passwd'):\n"
+             "for p in ('/x', '/opt/rlm/worker.py', '/opt/rlm/context', '/opt/rlm/new',\n"
+             "          '/etc/passwd'):\n"
              "    try:\n"
              "        open(p, 'a').close(); print('wrote', p)\n"
              "    except OSError as e:\n"
