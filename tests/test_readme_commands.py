@@ -43,6 +43,7 @@ def test_main_job_runs_without_a_key_on_the_demo_model(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert "demo" in out.lower()
     assert "4921-ALPHA" in out
+    assert "without encryption" not in out  # the kernel's start-up noise is not shown
 
 
 def test_plain_python_example_finds_the_needle(tmp_path):

@@ -60,9 +60,14 @@ def describe_context(context: Any) -> str:
         return f"a dict with {len(keys):,} keys{more}: " + "; ".join(parts) + "."
     if isinstance(context, (list, tuple)):
         first = _preview(repr(context[0]), 200) if context else ""
-        return (f"a {name} of {len(context):,} items ({_size(context)} characters in all). "
+        return (f"{_article(name)} {name} of {len(context):,} items ({_size(context)} characters in all). "
                 f"The first item: {first}")
-    return f"a {name}: {_preview(repr(context), 200)}"
+    return f"{_article(name)} {name}: {_preview(repr(context), 200)}"
+
+
+def _article(word: str) -> str:
+    """ "an int", "an ndarray", "a str": by the sound of the first letter, near enough."""
+    return "an" if word[:1].lower() in "aeio" or word.startswith("nd") else "a"
 
 
 def lines_containing(text: str, term: str, limit: int = 10,

@@ -49,9 +49,11 @@ def run_quickstart(timeout_s: int = 600, save_to: str | os.PathLike[str] | None 
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     path = find_notebook()
     nb = nbformat.read(path, as_version=4)
+    # The kernel listens on loopback only; its start-up warning about unencrypted TCP would be
+    # the first thing a newcomer reads, so the kernel logs errors only.
     client = NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
-                            allow_errors=False)
+                            allow_errors=False, extra_arguments=["--log-level=ERROR"])
     # The quickstart shows an error cell on purpose (tagged raises-exception); nbclient honours it.
     started = time.time()
     client.execute()

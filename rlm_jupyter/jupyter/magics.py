@@ -535,13 +535,13 @@ class RLMMagics(Magics):
             raise _fail(messages.NO_LAST)
         return self.last_result
 
-    def _cmd_demo(self, rest: list[str]) -> bool:
-        """Use the scripted demo model unless a real one is configured; True when in use."""
+    def _cmd_demo(self, rest: list[str]) -> "DemoStatus":
+        """Use the scripted demo model unless a real one is configured; true when in use."""
         force = "--force" in rest
         real = self.model or os.environ.get("RLM_MODEL")
         if real and not force and self._demo_server is None:
             print(messages.DEMO_REAL.format(model=real))
-            return False
+            return DemoStatus(False)
         if self._demo_server is None:
             try:
                 from rlm_jupyter.testing import ScriptedServer
@@ -559,7 +559,7 @@ class RLMMagics(Magics):
         os.environ["RLM_API_BASE"] = server.base_url
         os.environ["RLM_API_KEY"] = "demo"
         print(messages.DEMO_ON.format(model=server.model, base_url=server.base_url))
-        return True
+        return DemoStatus(True)
 
     def close(self) -> None:
         """Stop background runs and the demo server (extension unload, kernel shutdown)."""
@@ -596,6 +596,29 @@ def _parse_value(raw: str) -> Any:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         return raw
+
+
+# magic_arguments names the usage after the function (``%rlm``); the options belong to the
+# cell form, so ``%%rlm?`` and option errors say ``%%rlm``.
+RLMMagics.rlm.parser.prog = "%%rlm"
+RLMMagics.rlm.__doc__ = (RLMMagics.rlm.__doc__ or "").replace("  %rlm [", "  %%rlm [", 1)
+
+
+class DemoStatus:
+    """What ``%rlm demo`` returns: true when the demo model is in use (``using_demo = %rlm
+    demo``), and nothing as a cell's output: the line it printed already says which model."""
+
+    def __init__(self, in_use: bool) -> None:
+        self.in_use = in_use
+
+    def __bool__(self) -> bool:
+        return self.in_use
+
+    def __repr__(self) -> str:
+        return f"DemoStatus(in_use={self.in_use})"
+
+    def _ipython_display_(self) -> None:
+        """Display nothing (IPython calls this instead of showing the repr)."""
 
 
 _LOADED: dict[int, RLMMagics] = {}

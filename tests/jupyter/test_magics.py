@@ -418,11 +418,13 @@ def test_models_lists_prices(shell: Shell, capsys) -> None:
 def test_demo_and_help(shell: Shell, capsys, monkeypatch) -> None:
     monkeypatch.setenv("RLM_MODEL", "openai/real")
     assert shell.run("x = %rlm demo").success
-    assert shell["x"] is False and "RLM_MODEL is set" in capsys.readouterr().out
+    assert not shell["x"] and "RLM_MODEL is set" in capsys.readouterr().out
     monkeypatch.delenv("RLM_MODEL")
     assert shell.run("x = %rlm demo").success
-    assert shell["x"] is True
+    assert shell["x"]
     out = capsys.readouterr().out
+    shown = shell.run("%rlm demo")
+    assert shown.success and not shell.ip.display_formatter.format(shown.result)[0]  # no "True"
     assert "scripted demo model" in out and "not a real LLM" in out
     assert os.environ["RLM_MODEL"] == shell.magics.model
     from rlm_jupyter.demo import QUESTION, make_document
@@ -430,6 +432,9 @@ def test_demo_and_help(shell: Shell, capsys, monkeypatch) -> None:
     shell["doc"] = make_document(30_000)
     assert shell.run(f"%%rlm --context doc -o res --quiet\n{QUESTION}").success
     assert "4921-ALPHA" in shell["res"]
+    from rlm_jupyter.jupyter.magics import RLMMagics
+
+    assert "  %%rlm [--context EXPR]" in RLMMagics.rlm.__doc__  # what %%rlm? shows
     assert shell.run("%rlm").success and shell.run("%rlm help").success
     assert "%rlm replay" in capsys.readouterr().out
 
