@@ -108,3 +108,15 @@ def test_the_readme_demo_cells_answer_on_the_demo_model(tmp_path, monkeypatch):
         get_magics(ip).close()  # stops the demo server
         os.environ.clear()
         os.environ.update(saved_env)  # `%rlm demo` points RLM_MODEL at its server
+
+
+def test_the_repository_stands_alone():
+    """The README and docs/ point only at files a clone has."""
+    texts = {"README.md": (ROOT / "README.md").read_text()}
+    for doc in (ROOT / "docs").glob("*.md"):
+        texts[f"docs/{doc.name}"] = doc.read_text()
+    assert "docs/ARCHITECTURE.md" in texts["README.md"] and "docs/ARCHITECTURE.md" in texts
+    for name, text in texts.items():
+        assert "../shared" not in text and "DESIGN.md" not in text, name
+        for ref in re.findall(r"`((?:docs|notebooks|benchmarks|binder|scripts|requirements|tests)/[\w./-]+)`", text):
+            assert (ROOT / ref.rstrip(".")).exists() or "*" in ref, (name, ref)
