@@ -15,10 +15,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-#: Parameters that change what a model replies; everything else (timeouts, keys) is ignored.
-SAMPLING_KEYS = ("temperature", "top_p", "seed", "max_tokens", "max_completion_tokens", "stop",
-                 "reasoning_effort", "presence_penalty", "frequency_penalty", "response_format",
-                 "n", "logit_bias", "top_k")
+#: Parameters that never change what a model replies: the engine's client options (timeouts,
+#: retries), credentials and litellm's bookkeeping. Every other parameter is part of the key,
+#: because both transports send every other parameter to the server (``logprobs``,
+#: ``extra_body``, ``extra_headers``...), so any of them may change the reply; an unknown one
+#: costing a cache miss is better than a hit that answers a different request.
+NON_REPLY_KEYS = frozenset({"timeout", "request_timeout", "max_retries", "num_retries",
+                            "drop_params", "api_key", "metadata", "caching", "cache",
+                            "logger_fn", "litellm_logging_obj", "litellm_call_id"})
 
 
 def cache_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any],
@@ -27,7 +31,7 @@ def cache_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any]
         "model": model,
         "api_base": api_base or "",
         "messages": messages,
-        "params": {k: params[k] for k in SAMPLING_KEYS if k in params},
+        "params": {k: v for k, v in params.items() if k not in NON_REPLY_KEYS},
     }
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

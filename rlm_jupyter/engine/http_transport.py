@@ -8,34 +8,56 @@ connections shared per endpoint for the whole process. Retries, the rate-limit g
 and pricing stay in :mod:`rlm_jupyter.engine.llm`; errors carry ``status_code`` and headers so
 the same retry rules apply.
 
-The wire is plain sockets: the request goes out in one ``sendall`` and :class:`_Reply` reads the
-answer (status line, headers, then a body by Content-Length, chunked, or up to the close). httpx
-cost ~0.9 ms of CPU more per call (its URL, header and h11 state-machine layers), the standard
-library's ``HTTPConnection`` sends headers and body in two writes (~0.1 ms more against a local
-server) and ``HTTPResponse`` parses headers with the e-mail parser (~0.07 ms): together most of a
-turn's host overhead against a zero-latency server. httpx is kept for one case only: an endpoint
-the environment says to reach through a proxy (``HTTPS_PROXY`` and friends), which it supports.
+The wire is httpcore, the maintained HTTP/1.1 engine underneath httpx: one
+``httpcore.ConnectionPool`` per endpoint (keep-alive, connections the server closed are noticed
+and replaced, h11 parses every reply), TLS with the context httpx builds
+(``httpx.create_ssl_context``: certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), and the proxy
+the environment names (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, read as httpx reads them).
+We use httpcore rather than an ``httpx.Client`` on top of it because the Client's request
+building, header merging, cookie and redirect layers cost ~0.2-0.3 ms of CPU per call (cProfile
+in benchmarks/RESULTS.md), a third of a turn's whole host overhead against a zero-latency
+server, and nothing in them is used here.
+
+One small adapter sits between httpcore and its socket backend (:class:`_Stream`), for two
+things httpcore has no setting for:
+
+* it sends a request in one write (h11 hands over the head and the body separately; two
+  writes cost a second system call and wake-up on a local server, ~0.1 ms a call);
+* it lets :class:`InFlight` hang up the connection a call is using from another thread (a
+  cancel): shutting the socket down makes a blocked read return at once, where closing the
+  response from another thread would leave the read blocked until its timeout.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import select
-import socket
-import ssl
 import threading
 from typing import Any, Callable, Iterator
-from urllib.parse import quote, urlsplit
+from urllib.parse import unquote, urlsplit
 
+from rlm_jupyter import errors
 from rlm_jupyter.engine.request_body import MessageMemo, chat_body
 
 _PROVIDER_PREFIXES = ("openai/", "hosted_vllm/", "openai_like/", "custom_openai/")
-_PASS_THROUGH = ("temperature", "top_p", "seed", "max_tokens", "max_completion_tokens", "stop",
-                 "presence_penalty", "frequency_penalty", "response_format", "n", "logit_bias",
-                 "reasoning_effort", "top_k")
 _USER_AGENT = "rlm-jupyter"
 _MEMO = MessageMemo()  # one for the process: the histories of all live runs
+
+#: Client options of litellm's that the engine governs itself on every transport (the
+#: request timeout and the retries are ``request_timeout_s`` and ``num_retries``; litellm is
+#: called with its own retries off), or that only tell litellm what to drop: never sent.
+CLIENT_ONLY_KEYS = frozenset({"timeout", "request_timeout", "max_retries", "num_retries",
+                              "drop_params"})
+#: litellm features with no meaning on a plain HTTP call: they need transport="litellm".
+LITELLM_ONLY_KEYS = frozenset({
+    "mock_response", "mock_tool_calls", "api_version", "metadata", "caching", "cache",
+    "custom_llm_provider", "fallbacks", "context_window_fallbacks", "model_list", "base_url",
+    "input_cost_per_token", "output_cost_per_token", "input_cost_per_second",
+    "output_cost_per_second", "base_model", "logger_fn", "litellm_logging_obj", "ssl_verify",
+    "client", "acompletion", "azure_ad_token", "azure_ad_token_provider", "aws_region_name",
+    "vertex_project", "vertex_location", "api_type", "organization", "deployment_id",
+    "litellm_call_id", "litellm_metadata", "no-log", "proxy_server_request",
+})
 
 
 class HTTPStatusFailure(Exception):
@@ -55,6 +77,11 @@ class ConnectFailure(TransportFailure):
     """The server could not be reached at all: a wrong ``api_base`` or a server not running."""
 
 
+class TLSFailure(Exception):
+    """The server's certificate was refused: not worth a retry (the same certificate comes
+    back), so deliberately not a :class:`TransportFailure`."""
+
+
 def speaks_openai(model: str) -> bool:
     """Models litellm would send to an OpenAI-compatible endpoint unchanged."""
     return model.startswith(_PROVIDER_PREFIXES)
@@ -65,6 +92,47 @@ def wire_model_name(model: str) -> str:
         if model.startswith(prefix):
             return model[len(prefix):]
     return model
+
+
+def request_fields(model: str, params: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[bytes,
+                                                                                         bytes]]]:
+    """The JSON fields and extra headers for ``params``, as litellm sends them to an
+    OpenAI-compatible server: every parameter goes into the body (``logprobs``, ``top_k``,
+    ``cache_prompt``... the server decides what it supports), ``extra_body`` is merged into it,
+    ``extra_headers`` (or ``headers``) become request headers, and the engine's own client
+    options stay out. A litellm-only feature is refused with the way out, rather than dropped.
+    """
+    fields: dict[str, Any] = {"model": wire_model_name(model)}
+    headers: list[tuple[bytes, bytes]] = []
+    extra_body: Any = None
+    for key, value in params.items():
+        if key in CLIENT_ONLY_KEYS:
+            continue
+        if key in LITELLM_ONLY_KEYS:
+            raise errors.ConfigError(
+                f"{key!r} is a litellm option, which transport='http' (the direct path that "
+                f"transport='auto' picks for an OpenAI-compatible api_base) cannot honour: "
+                f"pass transport='litellm' to use it, or leave it out.")
+        if key in ("extra_headers", "headers"):
+            if value:
+                if not isinstance(value, dict):
+                    raise errors.ConfigError(f"{key} must be a dict of header names to values, "
+                                             f"got {type(value).__name__}.")
+                headers.extend((str(k).encode("latin-1"), str(v).encode("latin-1"))
+                               for k, v in value.items())
+            continue
+        if key == "extra_body":
+            extra_body = value
+            continue
+        if key in ("model", "messages", "stream", "stream_options"):
+            continue  # the engine's own
+        fields[key] = value
+    if extra_body:
+        if not isinstance(extra_body, dict):
+            raise errors.ConfigError(f"extra_body must be a dict of JSON fields, got "
+                                     f"{type(extra_body).__name__}.")
+        fields.update(extra_body)
+    return fields, headers
 
 
 _POOL_SIZE = 128  # the engine's own semaphore caps concurrency; this only bounds idle sockets
@@ -86,187 +154,288 @@ def shared_transport(api_base: str, api_key: str | None) -> "HTTPTransport":
         return transport
 
 
-_tls: ssl.SSLContext | None = None
+_tls: dict[tuple[str | None, str | None], Any] = {}
 _tls_lock = threading.Lock()
 
 
-def _tls_context() -> ssl.SSLContext:
-    """Verified TLS with the CA bundle httpx (and so litellm) would use: ``SSL_CERT_FILE`` or
-    ``SSL_CERT_DIR`` when set, certifi's bundle otherwise (the system's if certifi is absent)."""
-    global _tls
+def _tls_context() -> Any:
+    """httpx's own verified TLS context (certifi's bundle, or ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR`` when set), built once per setting of those variables."""
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
     with _tls_lock:
-        if _tls is None:
-            if os.environ.get("SSL_CERT_FILE"):
-                _tls = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
-            elif os.environ.get("SSL_CERT_DIR"):
-                _tls = ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
-            else:
-                try:
-                    import certifi
+        context = _tls.get(key)
+        if context is None:
+            import httpx
 
-                    _tls = ssl.create_default_context(cafile=certifi.where())
-                except ImportError:
-                    _tls = ssl.create_default_context()
-            _tls.set_alpn_protocols(["http/1.1"])
-        return _tls
+            context = _tls[key] = httpx.create_ssl_context(trust_env=True)
+        return context
 
 
-def _proxied(scheme: str, host: str) -> bool:
-    """Whether the environment routes ``scheme://host`` through a proxy (as httpx reads it)."""
+def _proxy_for(scheme: str, host: str) -> str | None:
+    """The proxy URL the environment routes ``scheme://host`` through, or None.
+
+    The same variables httpx reads (through ``urllib.request.getproxies``): ``<scheme>_proxy``,
+    then ``all_proxy``, unless ``no_proxy`` names the host."""
     import urllib.request
 
     proxies = urllib.request.getproxies()
-    if not (proxies.get(scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(host)
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or urllib.request.proxy_bypass(host):
+        return None
+    return url if "://" in url else f"http://{url}"
+
+
+# -- cancelling calls in flight ---------------------------------------------------------------
+
+_current = threading.local()  # .call: the _Call this thread is making, if any
+
+
+class _Call:
+    """One call in flight: the connection it writes to, once it has one."""
+
+    __slots__ = ("owner", "stream")
+
+    def __init__(self, owner: "InFlight") -> None:
+        self.owner = owner
+        self.stream: _Stream | None = None
+
+    def attach(self, stream: "_Stream") -> None:
+        """Called from the connection on the call's first write (on the caller's thread)."""
+        with self.owner._lock:
+            self.stream = stream
+            aborted = self.owner.aborted
+        if aborted:
+            stream.hang_up()
+            raise TransportFailure("the call was cancelled")
 
 
 class InFlight:
-    """The connections one run tree has in flight, so that a cancel can hang them up.
+    """The calls one run tree has in flight, so that a cancel can hang them up.
 
-    ``abort()`` shuts their sockets down from another thread: the blocked read returns at once
-    and the call fails, instead of running on for minutes. Calls started after ``abort()``
-    fail straight away.
+    ``abort()`` shuts down the connections they are using, from another thread: a blocked read
+    returns at once and the call fails, instead of running on for minutes. Calls started after
+    ``abort()`` fail straight away.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._socks: set[socket.socket] = set()
+        self._calls: set[_Call] = set()
         self.aborted = False
 
-    def add(self, sock: socket.socket | None) -> None:
+    def enter(self) -> _Call:
+        call = _Call(self)
         with self._lock:
-            if sock is not None:
-                self._socks.add(sock)
-            aborted = self.aborted
-        if aborted:
-            _hang_up(sock)
-            raise TransportFailure("the call was cancelled")
+            if self.aborted:
+                raise TransportFailure("the call was cancelled")
+            self._calls.add(call)
+        return call
 
-    def discard(self, sock: socket.socket | None) -> None:
+    def leave(self, call: _Call) -> None:
         with self._lock:
-            self._socks.discard(sock)  # type: ignore[arg-type]
+            self._calls.discard(call)
 
     def abort(self) -> None:
         with self._lock:
             self.aborted = True
-            socks = list(self._socks)
-        for sock in socks:
-            _hang_up(sock)
+            streams = [c.stream for c in self._calls if c.stream is not None]
+        for stream in streams:
+            stream.hang_up()
 
 
-def _hang_up(sock: socket.socket | None) -> None:
-    if sock is None:
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+class _Stream:
+    """httpcore's socket stream, with the request sent in one write and a way to hang up.
+
+    httpcore writes the request head and body separately and then reads: writes are kept
+    until the first read and sent together. The write also tells the thread's :class:`_Call`
+    which connection it is on. Implements httpcore's ``NetworkStream`` interface (duck-typed,
+    so this module imports nothing until a transport is built).
+    """
+
+    __slots__ = ("_inner", "_out", "_write_timeout", "read_cap")
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._out: list[bytes] = []
+        self._write_timeout: float | None = None
+        #: Caps the read timeout: set once the answer is complete, to read the body's end.
+        self.read_cap: float | None = None
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        if not self._out:  # a new request
+            self.read_cap = None
+            call = getattr(_current, "call", None)
+            if call is not None and call.stream is not self:
+                call.attach(self)
+        self._out.append(buffer)
+        self._write_timeout = timeout
+
+    def _flush(self) -> None:
+        if self._out:
+            data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+            self._out.clear()
+            self._inner.write(data, self._write_timeout)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        self._flush()
+        if self.read_cap is not None:
+            timeout = self.read_cap if timeout is None else min(timeout, self.read_cap)
+        return self._inner.read(max_bytes, timeout)
+
+    def close(self) -> None:
+        self._out.clear()
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> "_Stream":
+        self._flush()
+        return _Stream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+    def hang_up(self) -> None:
+        """Shut the connection down in both directions, from any thread.
+
+        A read blocked in another thread returns at once (end of stream); ``close()`` alone
+        would not wake it on Linux, where it waits out its timeout."""
+        sock = self._inner.get_extra_info("socket")
+        if sock is None:
+            self._inner.close()
+            return
+        try:
+            sock.shutdown(2)  # SHUT_RDWR
+        except OSError:
+            pass
+
+
+class _Backend:
+    """httpcore's ``NetworkBackend`` (its sync socket backend), handing out :class:`_Stream`s."""
+
+    def __init__(self) -> None:
+        import httpcore
+
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Any = None) -> _Stream:
+        return _Stream(self._inner.connect_tcp(host, port, timeout, local_address,
+                                               socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> _Stream:
+        return _Stream(self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
 
 
 class HTTPTransport:
     """POST ``/chat/completions`` to one OpenAI-compatible endpoint, over pooled connections."""
 
+    #: Whether :class:`InFlight` can hang a call up (always, through a proxy too); the engine
+    #: then runs the call on the caller's thread rather than abandoning it on a helper thread.
+    abortable = True
+
     def __init__(self, api_base: str, api_key: str | None) -> None:
+        import httpcore
+
         base = api_base.rstrip("/")
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"api_base must be an http:// or https:// URL, got {api_base!r}")
         if api_key and ("\r" in api_key or "\n" in api_key):
             raise ValueError("the API key contains a line break; check how it was pasted")
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port or (443 if self._https else 80)
-        headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT}
+        self._hc = httpcore
+        self._origin = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+        self._url = httpcore.URL(base + "/chat/completions")
+        self._headers: list[tuple[bytes, bytes]] = [
+            (b"Host", parts.netloc.rsplit("@", 1)[-1].encode("idna")),
+            (b"Accept-Encoding", b"identity"),
+            (b"Content-Type", b"application/json"),
+            (b"User-Agent", _USER_AGENT.encode()),
+        ]
         if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        host = parts.netloc.rsplit("@", 1)[-1]
-        path = quote((parts.path or "") + "/chat/completions", safe="/%:@!$&'()*+,;=-._~")
-        lines = [f"POST {path} HTTP/1.1", f"Host: {host}", "Accept-Encoding: identity",
-                 *(f"{k}: {v}" for k, v in headers.items())]
-        #: Everything before Content-Length: the request head is the same for every call.
-        self._head = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
-        self._idle: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._httpx: Any = None
-        if _proxied(parts.scheme, self._host):
-            self._httpx = _HttpxPath(base, headers)
-        #: Whether :class:`InFlight` can hang a call up (not through httpx).
-        self.abortable = self._httpx is None
+            self._headers.append((b"Authorization", f"Bearer {api_key}".encode("latin-1")))
+        https = parts.scheme == "https"
+        proxy_url = _proxy_for(parts.scheme, parts.hostname)
+        options: dict[str, Any] = {}
+        if proxy_url is not None:  # ``proxy=`` needs httpcore >= 1.0.6; passed only when used
+            p = urlsplit(proxy_url)
+            auth = (unquote(p.username), unquote(p.password or "")) if p.username else None
+            netloc = p.netloc.rsplit("@", 1)[-1]
+            options["proxy"] = httpcore.Proxy(
+                f"{p.scheme}://{netloc}{p.path}", auth=auth,
+                ssl_context=_tls_context() if p.scheme == "https" else None)
+        #: The proxy the calls go through (from the environment), for error messages.
+        self.proxy = proxy_url
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=_tls_context() if https else None, max_connections=None,
+            max_keepalive_connections=_POOL_SIZE, network_backend=_Backend(), **options)
+        self._timeouts: dict[float, dict[str, dict[str, float]]] = {}
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for sock in idle:
-            sock.close()
-        if self._httpx is not None:
-            self._httpx.close()
+        self._pool.close()
+
+    def _extensions(self, timeout_s: float) -> dict[str, dict[str, float]]:
+        ext = self._timeouts.get(timeout_s)
+        if ext is None:
+            ext = self._timeouts[timeout_s] = {"timeout": {
+                "connect": min(10.0, timeout_s), "read": timeout_s, "write": timeout_s,
+                "pool": timeout_s}}
+        return ext
 
     # -- the call ----------------------------------------------------------------------------
     def complete(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], *,
                  stream: bool, on_delta: Callable[[str], None] | None,
                  timeout_s: float, in_flight: InFlight | None = None) -> tuple[str, int, int]:
         """Returns (text, prompt_tokens, completion_tokens)."""
-        fields: dict[str, Any] = {"model": wire_model_name(model)}
-        for k in _PASS_THROUGH:
-            if k in params:
-                fields[k] = params[k]
+        fields, extra_headers = request_fields(model, params)
         if stream:
             fields["stream"] = True
             fields["stream_options"] = {"include_usage": True}
         payload = chat_body(_MEMO, messages, fields)
-        if self._httpx is not None:
-            if not stream:
-                data = self._httpx.post(payload, timeout_s)
-                return self._from_json(data, messages)
-            return self._from_events(self._httpx.stream_lines(payload, timeout_s), messages,
-                                     on_delta)
-        sock = self._checkout(timeout_s)
-        if in_flight is not None:
-            try:
-                in_flight.add(sock)
-            except BaseException:
-                sock.close()
-                raise
-        reusable = False
-        reply: _Reply | None = None
+        headers = [*self._headers, *extra_headers,
+                   (b"Content-Length", b"%d" % len(payload))]
+        call = in_flight.enter() if in_flight is not None else None
+        _current.call = call
+        hc = self._hc
         try:
-            try:
-                sock.sendall(b"%s%d\r\n\r\n%s" % (self._head, len(payload), payload))
-                reply = _Reply(sock)
-                if reply.status >= 400:
-                    text = reply.read().decode("utf-8", "replace")
-                    reusable = not reply.will_close
-                    raise HTTPStatusFailure(reply.status, text, reply.headers)
+            with self._pool.stream(b"POST", self._url, headers=headers, content=payload,
+                                   extensions=self._extensions(timeout_s)) as response:
+                if response.status >= 400:
+                    text = response.read().decode("utf-8", "replace")
+                    raise HTTPStatusFailure(
+                        response.status, text,
+                        {k.decode("latin-1").lower(): v.decode("latin-1")
+                         for k, v in response.headers})
                 if not stream:
-                    result = self._from_json(reply.read(), messages)
-                else:
-                    result = self._from_events(_lines(reply.blocks()), messages, on_delta)
-                    self._drain(sock, reply)
-            except OSError as exc:  # refused, reset, timed out, or hung up by a cancel
-                raise TransportFailure(f"{type(exc).__name__}: {exc}") from exc
-            reusable = not reply.will_close
-            return result
+                    return self._from_json(response.read(), messages)
+                return self._from_events(response, messages, on_delta)
+        except (hc.ConnectError, hc.ConnectTimeout) as exc:
+            raise self._connect_failure(exc) from exc
+        except hc.TimeoutException as exc:
+            raise TransportFailure(f"{self._origin} did not answer within {timeout_s:g} s "
+                                   f"({type(exc).__name__})") from exc
+        except (hc.NetworkError, hc.ProtocolError, hc.ProxyError,
+                hc.UnsupportedProtocol) as exc:  # reset, cut off, malformed, hung up by a cancel
+            raise TransportFailure(f"the reply from {self._origin} failed or was cut off: "
+                                   f"{type(exc).__name__}: {exc}") from exc
         finally:
-            if reply is not None:
-                reply.close()  # its file object only; the socket is ours
-            if in_flight is not None:
-                in_flight.discard(sock)
-                reusable = reusable and not in_flight.aborted
-            if reusable:
-                self._checkin(sock)
-            else:
-                sock.close()
+            _current.call = None
+            if call is not None:
+                call.owner.leave(call)
 
-    @staticmethod
-    def _drain(sock: socket.socket, reply: "_Reply") -> None:
-        """Read what follows ``data: [DONE]`` (the closing chunk), so that the socket can be
-        reused; a server that keeps the body open costs the socket, never the answer."""
-        try:
-            sock.settimeout(min(1.0, sock.gettimeout() or 1.0))
-            reply.read()
-        except (OSError, TransportFailure):
-            reply.will_close = True
+    def _connect_failure(self, exc: Exception) -> Exception:
+        cause = exc.__cause__ or exc.__context__
+        if getattr(cause, "library", None) == "SSL" or "CERTIFICATE" in str(exc):
+            return TLSFailure(
+                f"TLS with {self._origin} failed: {exc}. If the server's certificate is "
+                f"signed by a private CA, point SSL_CERT_FILE at that CA's certificate (PEM).")
+        via = f" through the proxy {self.proxy}" if self.proxy else ""
+        return ConnectFailure(f"cannot connect to {self._origin}{via}: {exc or type(exc).__name__}")
 
     # -- replies ------------------------------------------------------------------------------
     def _from_json(self, data: bytes, messages: list[dict[str, Any]]) -> tuple[str, int, int]:
@@ -274,17 +443,19 @@ class HTTPTransport:
         text = reply["choices"][0]["message"].get("content") or ""
         return (text, *self._usage(reply.get("usage") or {}, messages, text))
 
-    def _from_events(self, lines: Iterator[bytes], messages: list[dict[str, Any]],
+    def _from_events(self, response: Any, messages: list[dict[str, Any]],
                      on_delta: Callable[[str], None] | None) -> tuple[str, int, int]:
         """Server-sent events: ``data: {json}`` lines until ``data: [DONE]``."""
         parts: list[str] = []
         usage: dict[str, Any] = {}
         loads = json.loads
-        for line in lines:
+        blocks = response.iter_stream()
+        for line in _lines(blocks):
             if not line.startswith(b"data:"):
                 continue
             data = line[5:].strip()
             if data == b"[DONE]":
+                self._drain(response, blocks)
                 break
             chunk = loads(data)
             if chunk.get("usage"):
@@ -299,6 +470,19 @@ class HTTPTransport:
         text = "".join(parts)
         return (text, *self._usage(usage, messages, text))
 
+    def _drain(self, response: Any, blocks: Iterator[bytes]) -> None:
+        """Read what follows ``data: [DONE]`` (the closing chunk), so that the connection can
+        be reused; a server that keeps the body open costs the connection (after at most 1 s),
+        never the answer."""
+        stream = response.extensions.get("network_stream")
+        if isinstance(stream, _Stream):
+            stream.read_cap = 1.0
+        try:
+            for _ in blocks:
+                pass
+        except Exception:  # noqa: BLE001 - the answer is complete; the connection is dropped
+            pass
+
     @staticmethod
     def _usage(usage: dict[str, Any], messages: list[dict[str, Any]],
                text: str) -> tuple[int, int]:
@@ -311,61 +495,9 @@ class HTTPTransport:
             completion = len(text) // 4
         return int(prompt), int(completion)
 
-    # -- the pool -------------------------------------------------------------------------------
-    def _checkout(self, timeout_s: float) -> socket.socket:
-        """An idle connection the server has not closed, or a new one."""
-        while True:
-            with self._lock:
-                sock = self._idle.pop() if self._idle else None
-            if sock is None:
-                break
-            if not _closed_by_peer(sock):
-                sock.settimeout(timeout_s)
-                return sock
-            sock.close()
-        try:
-            sock = socket.create_connection((self._host, self._port),
-                                            timeout=min(10.0, timeout_s))
-        except OSError as exc:
-            scheme = "https" if self._https else "http"
-            raise ConnectFailure(f"cannot connect to {scheme}://{self._host}:{self._port}: "
-                                 f"{exc}") from exc
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._https:
-                sock = _tls_context().wrap_socket(sock, server_hostname=self._host)
-        except (OSError, ssl.SSLError) as exc:
-            sock.close()
-            raise TransportFailure(f"TLS with {self._host}:{self._port} failed: {exc}") from exc
-        sock.settimeout(timeout_s)
-        return sock
-
-    def _checkin(self, sock: socket.socket) -> None:
-        with self._lock:
-            if len(self._idle) < _POOL_SIZE:
-                self._idle.append(sock)
-                return
-        sock.close()
-
-
-def _closed_by_peer(sock: socket.socket) -> bool:
-    """An idle keep-alive socket that is readable has been closed (or broken) by the server.
-
-    ``poll`` where there is one: ``select`` cannot watch descriptors above 1023, which a busy
-    kernel process may well hand out."""
-    try:
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
 
 def _lines(blocks: Iterator[bytes]) -> Iterator[bytes]:
-    """Lines out of blocks of bytes (one block per network read or chunk, not per line)."""
+    """Lines out of blocks of bytes (one block per network read, not per line)."""
     pending = b""
     for block in blocks:
         pending += block
@@ -375,170 +507,3 @@ def _lines(blocks: Iterator[bytes]) -> Iterator[bytes]:
         yield from complete
     if pending:
         yield pending
-
-
-_MAX_LINE = 65536
-_MAX_HEADERS = 100
-
-
-class _Reply:
-    """One HTTP/1.1 response read off a socket: the status, the headers, then the body.
-
-    Written for what an OpenAI-compatible server sends (JSON with a Content-Length, server-sent
-    events in chunks), and strict where it matters: a reply cut short raises
-    :class:`TransportFailure` rather than passing for a complete one, and only a body read to
-    its declared end leaves the connection reusable. Interim replies (``100 Continue``) are
-    skipped; header lines and counts are bounded.
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._fp = sock.makefile("rb")
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.will_close = False
-        try:
-            self._read_head()
-        except BaseException:
-            self._fp.close()
-            raise
-        encoding = self.headers.get("transfer-encoding", "").lower()
-        self._chunked = encoding.rsplit(",", 1)[-1].strip() == "chunked"
-        length = self.headers.get("content-length")
-        self._left: int | None = None  # bytes of a Content-Length body still to read
-        if self.status in (204, 304):
-            self._left = 0
-        elif not self._chunked and length is not None:
-            try:
-                self._left = int(length.split(",")[0])
-            except ValueError:
-                raise TransportFailure(f"bad Content-Length {length!r}") from None
-        if not self._chunked and self._left is None:
-            self.will_close = True  # the body ends where the server closes the connection
-        self._done = self._left == 0
-
-    def _line(self) -> bytes:
-        line = self._fp.readline(_MAX_LINE + 1)
-        if len(line) > _MAX_LINE:
-            raise TransportFailure("the server sent a line longer than 64 KiB")
-        return line
-
-    def _read_head(self) -> None:
-        while True:
-            line = self._line()
-            if not line:
-                raise TransportFailure("the server closed the connection without replying")
-            parts = line.decode("latin-1").split(None, 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-                raise TransportFailure(f"not an HTTP reply: {line[:80]!r}")
-            version, status = parts[0], int(parts[1])
-            headers: dict[str, str] = {}
-            for _ in range(_MAX_HEADERS + 1):
-                line = self._line()
-                if line in (b"\r\n", b"\n"):
-                    break
-                if not line:
-                    raise TransportFailure("the reply was cut off in its headers")
-                name, sep, value = line.decode("latin-1").partition(":")
-                if sep:
-                    key = name.strip().lower()
-                    value = value.strip()
-                    headers[key] = f"{headers[key]}, {value}" if key in headers else value
-            else:
-                raise TransportFailure(f"the server sent more than {_MAX_HEADERS} headers")
-            if 100 <= status < 200:
-                continue  # an interim reply; the real one follows
-            self.status, self.headers = status, headers
-            connection = headers.get("connection", "").lower()
-            self.will_close = "close" in connection or (
-                version == "HTTP/1.0" and "keep-alive" not in connection)
-            return
-
-    def blocks(self) -> Iterator[bytes]:
-        """The body as it arrives: each chunk, or each network read."""
-        if self._done:
-            return
-        if self._chunked:
-            while True:
-                size_line = self._line()
-                try:
-                    size = int(size_line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise TransportFailure(f"bad chunk size {size_line[:40]!r}") from None
-                if size == 0:
-                    while self._line() not in (b"\r\n", b"\n", b""):
-                        pass  # trailer fields: nothing we use
-                    self._done = True
-                    return
-                data = self._fp.read(size)
-                if len(data) < size or self._line() not in (b"\r\n", b"\n"):
-                    raise TransportFailure("the reply was cut off in a chunk")
-                yield data
-        while self._left is None or self._left > 0:
-            want = 65536 if self._left is None else min(65536, self._left)
-            data = self._fp.read1(want)
-            if not data:
-                if self._left is None:
-                    break  # close-delimited: this is the end
-                raise TransportFailure(f"the reply was cut off ({self._left} bytes missing)")
-            if self._left is not None:
-                self._left -= len(data)
-            yield data
-        self._done = True
-
-    def read(self) -> bytes:
-        """The rest of the body."""
-        if not self._chunked and self._left is not None and not self._done:
-            data = self._fp.read(self._left)
-            if len(data) < self._left:
-                raise TransportFailure(f"the reply was cut off ({self._left - len(data)} bytes "
-                                       f"missing)")
-            self._left, self._done = 0, True
-            return data
-        return b"".join(self.blocks())
-
-    def close(self) -> None:
-        self._fp.close()
-
-
-class _HttpxPath:
-    """httpx for an endpoint reached through a proxy from the environment (it reads them)."""
-
-    def __init__(self, base: str, headers: dict[str, str]) -> None:
-        import httpx
-
-        self._httpx = httpx
-        self._client = httpx.Client(base_url=base + "/", headers=headers,
-                                    limits=httpx.Limits(max_connections=_POOL_SIZE,
-                                                        max_keepalive_connections=_POOL_SIZE))
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _timeout(self, timeout_s: float) -> Any:
-        return self._httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
-
-    def post(self, payload: bytes, timeout_s: float) -> bytes:
-        try:
-            response = self._client.post("chat/completions", content=payload,
-                                         timeout=self._timeout(timeout_s))
-        except self._httpx.HTTPError as exc:
-            raise TransportFailure(f"{type(exc).__name__}: {exc}") from exc
-        _raise_for_status(response.status_code, response.text, response.headers)
-        return response.content
-
-    def stream_lines(self, payload: bytes, timeout_s: float) -> Iterator[bytes]:
-        try:
-            with self._client.stream("POST", "chat/completions", content=payload,
-                                     timeout=self._timeout(timeout_s)) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    _raise_for_status(response.status_code, response.text, response.headers)
-                for line in response.iter_lines():
-                    yield line.encode()
-        except self._httpx.HTTPError as exc:
-            raise TransportFailure(f"{type(exc).__name__}: {exc}") from exc
-
-
-def _raise_for_status(status: int, text: str, headers: Any) -> None:
-    if status >= 400:
-        raise HTTPStatusFailure(status, text, {k.lower(): v for k, v in headers.items()})

@@ -181,6 +181,7 @@ def test_https_endpoint_with_a_private_ca(tmp_path, monkeypatch):
     import ssl
     import subprocess
     import threading
+    import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from rlm_jupyter.engine import http_transport
@@ -219,7 +220,6 @@ def test_https_endpoint_with_a_private_ca(tmp_path, monkeypatch):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-        monkeypatch.setattr(http_transport, "_tls", None)  # built again from SSL_CERT_FILE
         client = LLMClient(api_base=f"https://localhost:{httpd.server_port}/v1", api_key="k",
                            num_retries=0, request_timeout_s=30, litellm_kwargs={}, cache=None,
                            concurrency=2, transport="http")
@@ -227,18 +227,20 @@ def test_https_endpoint_with_a_private_ca(tmp_path, monkeypatch):
         for _ in range(2):  # the second call reuses the TLS connection
             reply = client.complete("openai/m", msgs)
             assert reply.text == "tls m" and reply.prompt_tokens == 3
-        # without the private CA the certificate is refused
+        # without the private CA the certificate is refused, with the way out, and not retried
         monkeypatch.delenv("SSL_CERT_FILE")
-        monkeypatch.setattr(http_transport, "_tls", None)
         other = LLMClient(api_base=f"https://127.0.0.1:{httpd.server_port}/v1", api_key="k",
-                          num_retries=0, request_timeout_s=30, litellm_kwargs={}, cache=None,
+                          num_retries=3, request_timeout_s=30, litellm_kwargs={}, cache=None,
                           concurrency=2, transport="http")
-        with pytest.raises(errors.LLMCallError, match="(?i)certificate"):
+        started = time.monotonic()
+        with pytest.raises(errors.LLMCallError, match="(?i)certificate") as failure:
             other.complete("openai/m", msgs)
+        assert "SSL_CERT_FILE" in str(failure.value)
+        assert isinstance(failure.value.__cause__, http_transport.TLSFailure)
+        assert time.monotonic() - started < 2  # no back-off: a retry gets the same certificate
     finally:
         httpd.shutdown()
         httpd.server_close()
-        monkeypatch.setattr(http_transport, "_tls", None)
 
 
 # -- the wire format, byte by byte, from a raw socket server ----------------------------------
@@ -377,10 +379,10 @@ def test_wire_events_split_anywhere_are_put_back_together():
 
 @pytest.mark.parametrize("reply, message", [
     (b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\nConnection: close\r\n\r\n{\"choices\"",
-     "cut off"),
+     "cut off.*(?i:incomplete|closed)"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n40\r\nab",
-     "cut off"),
-    (b"SSH-2.0-OpenSSH_9.2\r\nConnection: close\r\n\r\n", "not an HTTP reply"),
+     "cut off.*(?i:incomplete|closed)"),
+    (b"SSH-2.0-OpenSSH_9.2\r\nConnection: close\r\n\r\n", "(?i)illegal status line"),
 ])
 def test_wire_broken_replies_are_errors_not_answers(reply, message):
     raw = _RawServer([reply])
@@ -430,3 +432,167 @@ def test_cancel_through_a_proxy_does_not_wait_for_the_reply(server_factory, monk
     result = rlm.run("q", context="c", cancel=cancel)
     assert time.monotonic() - started < 5
     assert result.status == "cancelled"
+
+
+# -- request parameters: everything reaches the server, as litellm would send it ---------------
+
+def test_every_request_parameter_reaches_the_server(server_factory):
+    srv = server_factory(root=lambda req: "FINAL(ok)")
+    params = {"temperature": 0.3, "logprobs": True, "top_logprobs": 2, "min_p": 0.05,
+              "extra_body": {"cache_prompt": True, "top_k": 7},
+              "extra_headers": {"X-Trace-Id": "abc123"},
+              "timeout": 5, "max_retries": 4, "drop_params": True}  # the engine's own: not sent
+    client = _client(srv)
+    client.litellm_kwargs = params
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]
+    assert client.complete(srv.model, msgs).text == "FINAL(ok)"
+    assert client.complete(srv.model, msgs, stream=True, on_delta=lambda d: None).text \
+        == "FINAL(ok)"
+    for req in srv.requests:
+        body = req.body
+        assert body["logprobs"] is True and body["top_logprobs"] == 2 and body["min_p"] == 0.05
+        assert body["temperature"] == 0.3
+        assert body["cache_prompt"] is True and body["top_k"] == 7  # extra_body, merged
+        assert not {"extra_body", "extra_headers", "timeout", "max_retries",
+                    "drop_params"} & set(body)
+        assert {k.lower(): v for k, v in req.headers.items()}["x-trace-id"] == "abc123"
+    assert srv.requests[1].body["stream"] is True
+
+
+def test_run_keyword_arguments_reach_the_server(server_factory, tmp_path):
+    srv = server_factory(root=lambda req: "FINAL(ok)")
+    result = make(srv, tmp_path, logprobs=True, extra_body={"cache_prompt": True}).run(
+        "q", context="c")
+    assert result.error is None, result.error
+    assert srv.requests[0].body["logprobs"] is True
+    assert srv.requests[0].body["cache_prompt"] is True
+
+
+def test_a_litellm_only_option_is_refused_with_the_way_out(server_factory, tmp_path):
+    srv = server_factory(root=lambda req: "FINAL(ok)")
+    result = make(srv, tmp_path, mock_response="hi").run("q", context="c")
+    assert isinstance(result.error, errors.ConfigError)
+    assert "mock_response" in str(result.error) and "transport='litellm'" in str(result.error)
+    assert len(srv.requests) == 0
+
+
+def test_parameters_that_change_the_reply_are_in_the_cache_key():
+    from rlm_jupyter.engine.cache import cache_key
+
+    msgs = [{"role": "user", "content": "q"}]
+    plain = cache_key("openai/m", msgs, {"temperature": 0})
+    assert cache_key("openai/m", msgs, {"temperature": 0, "logprobs": True}) != plain
+    assert cache_key("openai/m", msgs, {"temperature": 0,
+                                        "extra_body": {"cache_prompt": True}}) != plain
+    # the engine's own client options do not change the reply
+    assert cache_key("openai/m", msgs, {"temperature": 0, "timeout": 9, "max_retries": 2}) \
+        == plain
+
+
+# -- cancel during a slow streamed reply ----------------------------------------------------------
+
+def test_cancel_during_a_slow_streamed_reply_returns_within_a_second(server_factory, tmp_path):
+    """The reply is streaming (headers and some text are in); a cancel hangs up the read."""
+    import threading
+    import time
+
+    slow = "word " * 2000  # ~2500 tokens at 20 tokens/s: two minutes
+    srv = server_factory(root=lambda req: slow, tokens_per_s=20)
+    cancel = threading.Event()
+    chunks: list[float] = []
+    cancelled_at: list[float] = []
+
+    def on_event(event):  # type: ignore[no-untyped-def]
+        if isinstance(event, ev.ModelChunk) and not chunks:
+            chunks.append(time.monotonic())
+
+            def later() -> None:
+                cancelled_at.append(time.monotonic())
+                cancel.set()
+
+            threading.Timer(0.3, later).start()
+
+    result = make(srv, tmp_path).run("q", context="c", cancel=cancel, on_event=on_event)
+    returned = time.monotonic()
+    assert chunks, "the reply never started streaming"
+    assert result.status == "cancelled" and isinstance(result.error, errors.RunCancelled)
+    assert returned - cancelled_at[0] < 1.0
+
+
+# -- a real forwarding proxy from the environment ---------------------------------------------
+
+class _ForwardProxy:
+    """A tiny HTTP forward proxy (absolute-URI requests, forwarded to a fixed upstream) that
+    records the targets it was asked for."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        proxy = self
+        self.targets: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # noqa: ANN002
+                pass
+
+            def do_POST(self):  # noqa: N802
+                proxy.targets.append(self.path)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                path = "/" + self.path.split("://", 1)[1].split("/", 1)[1]
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "proxy-connection", "connection")}
+                upstream.request("POST", path, body=body, headers=headers)
+                reply = upstream.getresponse()
+                data = reply.read()
+                self.send_response(reply.status)
+                for k, v in reply.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                upstream.close()
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._httpd.server_port
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def test_a_forward_proxy_from_the_environment_carries_the_calls(server_factory, monkeypatch):
+    srv = server_factory(root=lambda req: "FINAL(proxied)")
+    proxy = _ForwardProxy(srv.port)
+    try:
+        for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        from rlm_jupyter.engine.llm import LLMClient
+
+        client = LLMClient(api_base="http://llm.proxy-test.invalid:8000/v1", api_key="k",
+                           num_retries=0, request_timeout_s=30, litellm_kwargs={}, cache=None,
+                           concurrency=2, transport="http")
+        msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]
+        assert client.complete("openai/scripted", msgs).text == "FINAL(proxied)"
+        assert client.complete("openai/scripted", msgs, stream=True,
+                               on_delta=lambda d: None).text == "FINAL(proxied)"
+        assert proxy.targets == ["http://llm.proxy-test.invalid:8000/v1/chat/completions"] * 2
+        # NO_PROXY names the host: the call goes straight there (and fails: it does not exist)
+        monkeypatch.setenv("no_proxy", "llm.proxy-test.invalid")
+        monkeypatch.setenv("NO_PROXY", "llm.proxy-test.invalid")
+        direct = LLMClient(api_base="http://llm.proxy-test.invalid:8001/v1", api_key="k",
+                           num_retries=0, request_timeout_s=30, litellm_kwargs={}, cache=None,
+                           concurrency=2, transport="http")
+        with pytest.raises(errors.LLMCallError, match="Could not reach"):
+            direct.complete("openai/scripted", msgs)
+        assert len(proxy.targets) == 2
+    finally:
+        proxy.close()
