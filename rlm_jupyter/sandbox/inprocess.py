@@ -221,6 +221,9 @@ class InProcessSandbox:
                         aborted_for_memory = True
                         dl.abort(f"memory use grew by more than {self.memory_mb} MB")
                         abort_at = now
+                    # Past the deadline: the next (cheap, per-item) check raises, so a
+                    # comprehension of slow items stops without waiting for its full check.
+                    dl.expire_if_late(now)
                     end = dl.deadline  # moves forward while a host function runs
                     past_deadline = (end is not None and dl._paused_at is None
                                      and now > end + self.grace_s)

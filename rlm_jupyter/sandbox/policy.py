@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import builtins as _builtins
 import collections as _collections
+import datetime as _datetime_mod
 import itertools as _itertools
 import json as _json
 import linecache
@@ -117,6 +118,9 @@ class Deadline:
         self._paused_at: Optional[float] = None
         self.abort_reason: Optional[str] = None
         self.expired = False
+        #: Set when the next check must run in full (abort asked, or the deadline passed as
+        #: seen by a watchdog thread): cheap enough to read on every comprehension item.
+        self.flag = False
 
     def start(self, timeout: Optional[float]) -> None:
         self.timeout = float(timeout or 0)
@@ -124,6 +128,7 @@ class Deadline:
         self._paused_at = None
         self.abort_reason = None
         self.expired = False
+        self.flag = False
 
     def stop(self) -> None:
         self.deadline = None
@@ -139,6 +144,21 @@ class Deadline:
 
     def abort(self, reason: str) -> None:
         self.abort_reason = reason
+        self.flag = True
+
+    def expire_if_late(self, now: float) -> bool:
+        """Called by a watchdog thread: mark the deadline as passed so the next (cheap) check
+        raises. ``_paused_at`` is read before ``deadline``: ``resume`` moves the deadline
+        first and clears the pause after, so a host call that ends meanwhile is never taken
+        for a late cell."""
+        if self._paused_at is not None:
+            return False
+        d = self.deadline
+        if d is not None and now > d:
+            self.expired = True
+            self.flag = True
+            return True
+        return False
 
     def check(self) -> None:
         if self.abort_reason is not None:
@@ -244,7 +264,20 @@ PANDAS_STRICT_DENIED = frozenset("values to_numpy array apply agg aggregate tran
 PANDAS_PATH_METHODS = frozenset("to_string to_csv to_json to_markdown".split())
 
 NUMPY_DENIED = frozenset("ctypes tofile dump dumps load save savez savez_compressed fromfile "
-                         "memmap lib ctypeslib testing f2py distutils setflags".split())
+                         "memmap lib ctypeslib testing f2py distutils setflags frombuffer "
+                         "from_dlpack".split())
+
+#: Attributes numpy arrays keep but sandbox code may not assign: they re-point an array at
+#: other memory.
+NUMPY_WRITE_DENIED = frozenset("strides data base ctypes flags shape_base".split())
+
+#: Attribute names refused on every object: raw-memory doors (numpy's ``bit_generator.cffi``,
+#: ``.ctypes``, ``.capsule``) and ``mro`` (walks up to ``object`` and ``BaseException``).
+RAW_MEMORY_NAMES = frozenset(["ctypes", "cffi", "capsule", "ctypeslib", "from_address",
+                              "from_buffer", "addressof", "dlpack", "__dlpack__"])
+
+#: Modules whose objects are raw pointers or foreign-function doors: never handed out.
+_RAW_MEMORY_MODULES = frozenset(["ctypes", "_ctypes", "_cffi_backend", "cffi", "mmap"])
 
 
 def _type_module(obj: Any) -> str:
@@ -271,6 +304,15 @@ def _kind(obj: Any) -> str:
         if len(_KIND_CACHE) < 10_000:
             _KIND_CACHE[t] = kind
     return kind
+
+
+def _is_raw_memory(obj: Any) -> bool:
+    """ctypes/cffi objects and C capsules: raw pointers, never handed to sandbox code."""
+    t = obj if isinstance(obj, type) else type(obj)
+    if _CAPSULE_TYPE and t is _CAPSULE_TYPE:
+        return True
+    m = _type_module(obj)
+    return m.split(".", 1)[0] in _RAW_MEMORY_MODULES
 
 
 def _is_pandas(obj: Any) -> bool:
@@ -313,35 +355,107 @@ def _no_path(method: Callable[..., Any], name: str) -> Callable[..., Any]:
     return writer
 
 
-_SAFE_AGG_NAMES = frozenset("sum mean median min max count std var sem size nunique first last "
-                            "prod any all cumsum cumprod cummax cummin idxmax idxmin skew "
-                            "quantile describe abs len str int float bool".split())
+#: The only function *names* pandas may resolve for sandbox code. pandas looks a string up with
+#: ``getattr`` on the object (private attributes included), then on numpy, so the list is closed
+#: and checked by value: anything else needs a real function (``df.agg(my_func)``).
+SAFE_FUNC_NAMES = frozenset("""
+sum mean median min max count size std var sem nunique first last prod product any all
+cumsum cumprod cummax cummin cumcount idxmax idxmin skew kurt kurtosis quantile describe mode
+nlargest nsmallest rank diff pct_change shift ffill bfill abs round unique value_counts ohlc
+ngroup nth head tail fillna
+""".split())
+
+#: pandas methods that take a function (or a function name, or containers of them), and where.
+#: name -> (positional index of the function, keyword names that hold functions,
+#:          whether extra keywords are named aggregations ``x=(column, func)``)
+PANDAS_FUNC_METHODS: Dict[str, Any] = {
+    "apply": (0, ("func",), False), "agg": (0, ("func", "arg"), True),
+    "aggregate": (0, ("func", "arg"), True), "transform": (0, ("func",), False),
+    "map": (0, ("arg", "func", "mapper"), False), "applymap": (0, ("func",), False),
+    "pipe": (0, ("func",), False), "pivot_table": (3, ("aggfunc",), False),
+    "rolling": (None, ("win_type",), False),
+}
+
+#: pandas *functions* of the facade that take a function name: positional index and keywords.
+PANDAS_FUNC_FUNCTIONS: Dict[str, Any] = {
+    "pivot_table": (4, ("aggfunc",)), "crosstab": (5, ("aggfunc",)),
+}
+
+_WIN_TYPES = frozenset("boxcar triang blackman hamming bartlett parzen bohman blackmanharris "
+                       "nuttall barthann cosine exponential tukey taylor".split())
 
 
-def _check_func_arg(value: Any, name: str) -> None:
-    """pandas resolves string function names with getattr: refuse all but plain reductions."""
+def _safe_funcs(value: Any, name: str, depth: int = 0, mapping_ok: bool = False) -> Any:
+    """A checked *copy* of a pandas function argument: names only from
+    :data:`SAFE_FUNC_NAMES` (exact ``str``), recursively through plain lists, tuples and dicts.
+    The copy is what pandas receives, so a container cannot show one thing to the check and
+    another to pandas."""
+    if depth > 20:
+        raise PermissionError(f"{name}(): function arguments nest too deeply")
     if isinstance(value, str):
-        if value not in _SAFE_AGG_NAMES:
-            raise PermissionError(f"{name}() with the function name {value!r} is not allowed in "
-                                  f"the sandbox; pass a function or one of "
-                                  f"{sorted(_SAFE_AGG_NAMES)}")
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _check_func_arg(v, name)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _check_func_arg(v, name)
+        if type(value) is not str or value not in SAFE_FUNC_NAMES:
+            shown = str.__repr__(value)[:60]
+            raise PermissionError(
+                f"{name}() with the function name {shown} is not allowed in the sandbox; pass "
+                f"a function (e.g. lambda s: s.sum()) or one of: "
+                f"{', '.join(sorted(SAFE_FUNC_NAMES))}")
+        return value
+    if isinstance(value, dict):
+        if mapping_ok:  # Series.map({...}): a lookup table, not functions
+            return value
+        if type(value) is not dict:
+            raise PermissionError(f"{name}(): pass a plain dict of functions")
+        return {k: _safe_funcs(v, name, depth + 1) for k, v in dict.items(value)}
+    if isinstance(value, (list, tuple)):
+        if type(value) not in (list, tuple):
+            if _is_pandas(value) and isinstance(value, tuple):  # pd.NamedAgg
+                return (tuple.__getitem__(value, 0),
+                        _safe_funcs(tuple.__getitem__(value, 1), name, depth + 1))
+            raise PermissionError(f"{name}(): pass a plain list or tuple of functions")
+        items = [_safe_funcs(v, name, depth + 1) for v in
+                 (list.__iter__(value) if type(value) is list else tuple.__iter__(value))]
+        return items if type(value) is list else tuple(items)
+    if _is_pandas(value) or not callable(value):
+        return value  # a Series used as a mapping, a scalar...
+    return value
 
 
-def _checked_func_method(method: Callable[..., Any], name: str) -> Callable[..., Any]:
+def _named_agg(value: Any, name: str) -> Any:
+    """``x=('col', func)`` / ``pd.NamedAgg(column, aggfunc)``: check the function part only."""
+    if isinstance(value, tuple) and len(value) == 2:
+        if type(value) is not tuple and not _is_pandas(value):
+            raise PermissionError(f"{name}(): named aggregations must be plain tuples")
+        return (tuple.__getitem__(value, 0),
+                _safe_funcs(tuple.__getitem__(value, 1), name, 1))
+    return _safe_funcs(value, name, 1)
+
+
+def _checked_func_method(method: Callable[..., Any], name: str, pos: Optional[int],
+                         keys: Any, named: bool = False) -> Callable[..., Any]:
+    """Wrap a pandas method so every argument that pandas may resolve as a function name goes
+    through :func:`_safe_funcs` (checked and copied)."""
+    mapping_ok = name == "map"
+
     def call(*args: Any, **kwargs: Any) -> Any:
-        for a in args:
-            _check_func_arg(a, name)
-        for k, a in kwargs.items():
-            if k in ("func", "arg", "engine"):
-                _check_func_arg(a, name)
         if "engine" in kwargs or "engine_kwargs" in kwargs:
             raise PermissionError(f"{name}(engine=...) is not allowed in the sandbox")
+        args = list(args)
+        has_func = False
+        if pos is not None and len(args) > pos:
+            args[pos] = _safe_funcs(args[pos], name, mapping_ok=mapping_ok)
+            has_func = True
+        if name == "rolling":  # rolling(window, min_periods, center, win_type, ...)
+            w = args[3] if len(args) > 3 else kwargs.get("win_type")
+            if w is not None and (type(w) is not str or w not in _WIN_TYPES):
+                raise PermissionError(f"rolling(win_type=...) must be one of "
+                                      f"{sorted(_WIN_TYPES)} in the sandbox")
+            return method(*args, **kwargs)
+        for k in keys:
+            if k in kwargs:
+                kwargs[k] = _safe_funcs(kwargs[k], name, mapping_ok=mapping_ok)
+                has_func = True
+        if named and not has_func:
+            kwargs = {k: _named_agg(v, name) for k, v in kwargs.items()}
         return method(*args, **kwargs)
 
     call.__name__ = name
@@ -459,6 +573,15 @@ if HAVE_RESTRICTED:
             node = super().visit_Try(node)
             if node.finalbody:
                 node.finalbody.insert(0, _tick_stmt(node))
+            return node
+
+        def visit_Lambda(self, node: ast.Lambda) -> Any:
+            """``lambda x: body`` becomes ``lambda x: _tick_() or body``: the same deadline
+            check as a ``def`` (``any(map(lambda x: ..., itertools.count()))``)."""
+            node = super().visit_Lambda(node)
+            body = ast.BoolOp(op=ast.Or(), values=[_call("_tick_", [], node.body), node.body])
+            ast.copy_location(body, node.body)
+            node.body = body
             return node
 
         def visit_comprehension(self, node: ast.comprehension) -> Any:
@@ -597,6 +720,9 @@ class Repl:
         self._facade_lock = threading.Lock()
         self._protected_ids = set()
         self.builtins = self._make_builtins()
+        #: What ``builtins`` must hold before every cell: restored in place by ``_rebind``,
+        #: so nothing a cell did to the dict (or to ``__builtins__``) outlives that cell.
+        self._builtins_master = dict(self.builtins)
         # The namespace is a module's dict, registered in sys.modules while a cell runs, so
         # classes defined in cells have a __module__ that resolves (dataclasses look it up).
         # Nothing in the sandbox can reach sys.modules; only host code sees this entry.
@@ -657,8 +783,10 @@ class Repl:
             if default:
                 return default[0]
             raise AttributeError("host functions have no attributes in the sandbox")
-        if isinstance(obj, (str, bytes, bytearray)) and name in _PADDERS:
-            return self._guarded_padder(getattr(obj, name), name)
+        if name in _TEXT_GROWERS and (isinstance(obj, (str, bytes, bytearray)) or (
+                isinstance(obj, type) and issubclass(obj, (str, bytes, bytearray)))):
+            return self._guarded_text(getattr(obj, name), name, isinstance(obj, type),
+                                      None if isinstance(obj, type) else obj)
         if _is_pandas(obj):
             if name not in PANDAS_ALLOWED:
                 column = _pandas_column(obj, name)  # ``df.price`` is column access
@@ -674,9 +802,12 @@ class Repl:
             value = getattr(obj, name, *default)
             if name in PANDAS_PATH_METHODS and callable(value):
                 return _no_path(value, name)
-            if name in ("apply", "agg", "aggregate", "transform", "applymap", "map", "pipe"
-                        ) and callable(value):
-                return _checked_func_method(value, name)
+            spec = PANDAS_FUNC_METHODS.get(name)
+            if spec is not None and callable(value):
+                if isinstance(obj, type):
+                    raise AttributeError(f"call {name}() on the object (df.{name}(...)), not "
+                                         f"on the class, in the sandbox")
+                return _checked_func_method(value, name, *spec)
             return self._check_value(value, name)
         if _is_numpy(obj) and name in NUMPY_DENIED:
             raise AttributeError(f"{name!r} of a numpy object is not available in the sandbox")
@@ -684,7 +815,7 @@ class Repl:
         return self._check_value(value, name)
 
     def _check_value(self, value: Any, name: str) -> Any:
-        if isinstance(value, FORBIDDEN_VALUE_TYPES):
+        if isinstance(value, FORBIDDEN_VALUE_TYPES) or _is_raw_memory(value):
             raise AttributeError(f"{name!r} leads to a {type(value).__name__} object, which the "
                                  f"sandbox does not hand out")
         if isinstance(value, type) and issubclass(value, type):
@@ -696,16 +827,63 @@ class Repl:
                                  f"not hand out")
         return value
 
-    def _guarded_padder(self, method: Callable[..., Any], name: str) -> Callable[..., Any]:
+    def _check_own_callable(self, obj: Any, what: str) -> None:
+        """Refuse unless ``obj`` was made by sandbox code (a function of this namespace, or a
+        class or instance of a class defined in it): facades that write onto an object."""
+        if isinstance(obj, types.FunctionType) and obj.__globals__ is self.ns:
+            return
+        cls = obj if isinstance(obj, type) else type(obj)
+        if any(b in self._sandbox_classes for b in type.__getattribute__(cls, "__mro__")):
+            return
+        raise TypeError(f"{what} only applies to functions and classes defined in the sandbox")
+
+    def _guarded_text(self, method: Callable[..., Any], name: str, unbound: bool,
+                      bound_to: Any) -> Callable[..., Any]:
+        """str/bytes methods whose result can be far bigger than their input: padding
+        (``ljust(10**12)``), ``replace`` with a longer text, ``join`` with a long separator
+        or many copies of one big item. The size is worked out before the C call."""
         limit = self.limits["max_seq"]
 
-        def padder(*args: Any, **kwargs: Any) -> Any:
-            width = args[0] if args else kwargs.get("width", kwargs.get("tabsize", 0))
-            if isinstance(width, int) and width > limit:
-                raise MemoryError(f"{name}({width}) would exceed the sandbox size limit")
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            rest = list(args[1:]) if unbound else list(args)
+            self_ = args[0] if unbound and args else bound_to
+            if name in _PADDERS:
+                width = rest[0] if rest else kwargs.get("width", kwargs.get("tabsize", 0))
+                if isinstance(width, int) and width > limit:
+                    raise MemoryError(f"{name}({width}) would exceed the sandbox size limit")
+                if name == "expandtabs" and isinstance(width, int) and isinstance(
+                        self_, (str, bytes, bytearray)) and width * _count_tabs(self_) > limit:
+                    raise MemoryError("expandtabs() result would exceed the sandbox size limit")
+            elif name == "replace" and isinstance(self_, (str, bytes, bytearray)) and \
+                    len(rest) >= 2:
+                old, new = rest[0], rest[1]
+                if isinstance(old, (str, bytes, bytearray)) and isinstance(
+                        new, (str, bytes, bytearray)) and len(new) > len(old):
+                    n = self_.count(old) if old else len(self_) + 1
+                    count = rest[2] if len(rest) > 2 else kwargs.get("count", -1)
+                    if isinstance(count, int) and count >= 0:
+                        n = min(n, count)
+                    if len(self_) + n * (len(new) - len(old)) > limit:
+                        raise MemoryError("replace() result would exceed the sandbox size "
+                                          "limit")
+            elif name == "join" and rest:
+                items = rest[0]
+                if not isinstance(items, (list, tuple)):
+                    items = list(items)
+                    rest[0] = items
+                sep = len(self_) if isinstance(self_, (str, bytes, bytearray)) else 0
+                try:
+                    total = sum(map(len, items)) + sep * max(len(items) - 1, 0)
+                except TypeError:
+                    total = 0  # join raises its own error for non-text items
+                if total > limit:
+                    raise MemoryError(f"join() result of {total} characters exceeds the "
+                                      f"sandbox size limit ({limit})")
+                args = (self_, *rest) if unbound else tuple(rest)
             return method(*args, **kwargs)
 
-        return padder
+        guarded.__name__ = name
+        return guarded
 
     def _safe_format_method(self, obj: Any, name: str) -> Callable[..., Any]:
         formatter = _SafeFormatter(self._guarded_getattr)
@@ -725,7 +903,15 @@ class Repl:
             return False
 
     def _write_guard(self, obj: Any) -> Any:
+        """What ``obj.x = v``, ``obj[k] = v`` and ``del`` write through.
+
+        Plain containers, instances of sandbox classes and sandbox classes themselves are
+        writable. No other class ever is (``pandas.DataFrame.to_string = ...`` would change
+        every DataFrame of the kernel). pandas/numpy *instances* are written through a
+        :class:`_LibraryWriter`, which refuses to shadow their methods."""
         if type(obj) in _WRITABLE_TYPES and not self._protected_ids:
+            return obj
+        if type(obj) is _LibraryWriter:  # ``df.loc[k] += 1`` passes through the guard twice
             return obj
         if self._protected_ids and id(obj) in self._protected_ids:
             raise PermissionError("the shared context is read-only in this sandbox; copy it "
@@ -736,12 +922,13 @@ class Repl:
         if isinstance(obj, type):
             if obj in self._sandbox_classes:
                 return obj
-        else:
-            for base in t.__mro__:
-                if base in self._sandbox_classes:
-                    return obj
+            raise TypeError(f"cannot change the class {obj.__name__!r} in the sandbox: only "
+                            f"classes defined in the sandbox can be changed (subclass it)")
+        for base in t.__mro__:
+            if base in self._sandbox_classes:
+                return obj
         if _is_pandas(obj) or _is_numpy(obj):
-            return obj
+            return _LibraryWriter(obj)
         if isinstance(obj, (list, dict, set, bytearray)):
             return obj
         raise TypeError(f"cannot assign to attributes or items of a {t.__name__} in the "
@@ -754,11 +941,16 @@ class Repl:
         return iter(obj)
 
     def _tickiter(self, obj: Any) -> Any:
-        check = self.deadline.check
+        """Iterate with deadline checks: a cheap flag on every item (set by an abort or by
+        the in-process watchdog when memory grows or the deadline passes), the full check
+        every 256 items. So a comprehension whose items are each slow or big stops within an
+        item or two."""
+        dl = self.deadline
+        check = dl.check
         n = 0
         for item in obj:
             n += 1
-            if n >= 2048:
+            if n >= 256 or dl.flag:
                 n = 0
                 check()
             yield item
@@ -803,11 +995,26 @@ class Repl:
     def _pow(self, a: Any, b: Any, mod: Any = None) -> Any:
         if mod is not None:
             return _builtins.pow(a, b, mod)
-        if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1:
-            if a.bit_length() * b > self.limits["max_int_bits"]:
-                raise MemoryError(f"{a.bit_length()}-bit number ** {b} is too large for the "
-                                  f"sandbox")
+        self._check_pow(a, b)
         return a ** b
+
+    def _check_pow(self, a: Any, b: Any) -> None:
+        """Refuse ``a ** b`` whose exact result would be huge, for every type with an exact
+        ``__pow__``: int (and bool, int subclasses), Fraction, and object arrays of them.
+        Floats, complex, Decimal (bounded precision) and fixed-width numpy numbers stay small
+        or overflow fast."""
+        e = _int_exponent(b)
+        if e is None or -1 <= e <= 1:
+            return
+        limit = self.limits["max_int_bits"]
+        bits = _exact_bits(a)
+        if bits is None:  # a type we cannot size: an object array, a user type...
+            if -64 <= e <= 64:
+                return
+            raise MemoryError(f"{type(a).__name__} ** {e} may be too large for the sandbox; "
+                              f"use floats (float(x) ** y) or a smaller exponent")
+        if bits and bits * abs(e) > limit:
+            raise MemoryError(f"{bits}-bit number ** {e} is too large for the sandbox")
 
     def _lshift(self, a: Any, b: Any) -> Any:
         if isinstance(a, int) and isinstance(b, int) and b > self.limits["max_int_bits"]:
@@ -902,6 +1109,9 @@ class Repl:
 
         def _sized(ctor: Callable[..., Any]) -> Callable[..., Any]:
             def make(*args: Any, **kwargs: Any) -> Any:
+                if args and type(args[0]) is range and _range_len(args[0]) > limit:
+                    raise MemoryError(f"{ctor.__name__}() of {_range_len(args[0])} items "
+                                      f"exceeds the sandbox size limit")
                 if args and isinstance(args[0], int) and args[0] > limit:
                     raise MemoryError(f"{ctor.__name__}({args[0]}) exceeds the sandbox size "
                                       f"limit")
@@ -911,6 +1121,32 @@ class Repl:
 
         b["bytes"] = _sized(bytes)
         b["bytearray"] = _sized(bytearray)
+        tick = self._tickiter
+
+        def iter_(obj: Any, *sentinel: Any) -> Any:
+            """``iter(callable, sentinel)`` runs in C until the sentinel: checked per item."""
+            if sentinel:
+                return tick(_builtins.iter(obj, *sentinel))
+            return _builtins.iter(obj)
+
+        def round_(number: Any, ndigits: Any = None) -> Any:
+            """``round(1, -10**9)`` computes 10**(10**9) first: refuse absurd digit counts for
+            exact types."""
+            if isinstance(ndigits, int) and abs(ndigits) > 10_000 and not isinstance(
+                    number, float):
+                raise MemoryError("round(): ndigits too large for the sandbox")
+            return _builtins.round(number) if ndigits is None else _builtins.round(number,
+                                                                                  ndigits)
+
+        def sorted_(iterable: Any, *args: Any, **kwargs: Any) -> Any:
+            if type(iterable) is range and _range_len(iterable) > limit:
+                raise MemoryError(f"sorted() of {_range_len(iterable)} items exceeds the "
+                                  f"sandbox size limit")
+            return _builtins.sorted(iterable, *args, **kwargs)
+
+        b["iter"] = iter_
+        b["round"] = round_
+        b["sorted"] = sorted_
         b["type"] = _type_of
         b["getattr"] = self._guarded_getattr
         b["hasattr"] = self._guarded_hasattr
@@ -956,6 +1192,13 @@ class Repl:
     def _rebind(self) -> None:
         """Re-bind the built-in functions before every cell, so a cell that overwrote
         ``FINAL`` or ``llm_query`` cannot break the next one."""
+        self.builtins.clear()  # identity restore: no comparison runs sandbox __eq__
+        self.builtins.update(self._builtins_master)
+        if self.ns.get("__builtins__") is not self.builtins:
+            self.ns["__builtins__"] = self.builtins
+        for key in [k for k in self.ns if k.startswith("__") and k not in _NS_DUNDERS]:
+            del self.ns[key]  # e.g. a module's globals merged into the namespace
+        self.ns["__name__"] = self.module_name
         self.ns["FINAL"] = self._final
         self.ns["FINAL_VAR"] = self._final_var
         self.ns["SHOW_VARS"] = self._show_vars
@@ -1164,6 +1407,57 @@ class Repl:
         return out
 
 
+def _static_attr(cls: type, name: str) -> Any:
+    """The class attribute ``name`` without running descriptors (like inspect.getattr_static)."""
+    for base in type.__getattribute__(cls, "__mro__"):
+        d = type.__getattribute__(base, "__dict__")
+        if name in d:
+            return d[name]
+    return _MISSING
+
+
+class _LibraryWriter:
+    """Writes to a pandas/numpy instance on sandbox code's behalf. Items pass through
+    (``df['a'] = ...``, ``df.loc[...] = ...``); attributes only when they are data
+    (``df.columns = ...``, ``s.name = ...``, ``df.newcol = ...``), never a method
+    (``df.to_string = ...`` would run sandbox code when the kernel prints the frame), and not
+    numpy's memory-layout attributes."""
+
+    __slots__ = ("_target",)
+
+    def __init__(self, target: Any) -> None:
+        object.__setattr__(self, "_target", target)
+
+    def _check(self, name: str) -> Any:
+        target = object.__getattribute__(self, "_target")
+        if type(name) is not str or name.startswith("_"):
+            raise AttributeError("private attributes cannot be assigned in the sandbox")
+        if _is_numpy(target) and name in NUMPY_WRITE_DENIED:
+            raise AttributeError(f"{name!r} of a numpy object cannot be assigned in the "
+                                 f"sandbox")
+        attr = _static_attr(type(target), name)
+        if attr is not _MISSING and not hasattr(type(attr), "__set__") and (
+                callable(attr) or isinstance(attr, (staticmethod, classmethod))):
+            raise AttributeError(f"cannot replace the method {name!r} of a "
+                                 f"{type(target).__name__} in the sandbox")
+        return target
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._check(name), name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._check(name), name)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        object.__getattribute__(self, "_target")[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del object.__getattribute__(self, "_target")[key]
+
+    def __getitem__(self, key: Any) -> Any:  # augmented assignment reads through the writer
+        return object.__getattribute__(self, "_target")[key]
+
+
 class _SafeFormatter(_string_mod.Formatter):
     """``str.format`` whose field names go through the getattr guard."""
 
@@ -1197,14 +1491,77 @@ def _truthy_flag(value: Any) -> bool:
     return type(value) in (bool, int) and value != 0
 
 
+def _range_len(r: range) -> int:
+    """len(range) without OverflowError for ranges longer than sys.maxsize."""
+    if r.step > 0:
+        return max(0, (r.stop - r.start + r.step - 1) // r.step)
+    return max(0, (r.start - r.stop - r.step - 1) // -r.step)
+
+
+def _int_exponent(b: Any) -> Optional[int]:
+    """The exponent as an int when ``** b`` can be exact (int, bool, numpy integer, a
+    Fraction or Decimal of integral value); None when the result is a float anyway."""
+    if isinstance(b, int):
+        return int(b)
+    t = type(b)
+    if _is_numpy(b):
+        try:
+            import numpy as np
+            if isinstance(b, np.integer):
+                return int(b)
+            if isinstance(b, np.ndarray) and b.dtype.kind in "iuO":
+                return int(abs(b).max()) if b.size else 0
+        except Exception:
+            return None
+        return None
+    name = t.__name__
+    if name == "Fraction" and _type_module(b) == "fractions":
+        return int(b.numerator) if b.denominator == 1 else None
+    return None
+
+
+def _exact_bits(a: Any) -> Optional[int]:
+    """Size of an exact base in bits: 0 when powers of it stay small (|a| <= 1, floats,
+    complex, Decimal, fixed-width numpy numbers); None when it cannot be sized."""
+    if isinstance(a, int):
+        return 0 if -1 <= a <= 1 else int(a).bit_length()
+    if isinstance(a, (float, complex)):
+        return 0
+    mod = _type_module(a)
+    if mod in ("decimal", "_decimal", "_pydecimal"):
+        return 0
+    if mod == "fractions":
+        n, d = a.numerator, a.denominator
+        if d == 1 and -1 <= n <= 1:
+            return 0
+        return int(n).bit_length() + int(d).bit_length()
+    if _is_numpy(a) or _is_pandas(a):
+        dtype = getattr(a, "dtype", None)
+        kind = getattr(dtype, "kind", None)
+        if kind is not None and kind != "O":
+            return 0
+        if kind == "O":
+            return None
+        return 0
+    return None
+
+
 def _apply(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return f(*args, **kwargs)
 
 
 _PADDERS = frozenset(["ljust", "rjust", "center", "zfill", "expandtabs"])
+_TEXT_GROWERS = _PADDERS | frozenset(["replace", "join"])
 
-#: Attribute names refused everywhere: ``mro`` walks up to ``object`` and ``BaseException``.
-_REFUSED_NAMES = frozenset(["mro"])
+
+def _count_tabs(text: Any) -> int:
+    return text.count("\t" if isinstance(text, str) else b"\t")
+
+#: Attribute names refused everywhere.
+_REFUSED_NAMES = frozenset(["mro"]) | RAW_MEMORY_NAMES
+
+_CAPSULE_TYPE: Any = (type(_datetime_mod.datetime_CAPI)  # type: ignore[attr-defined]
+                      if hasattr(_datetime_mod, "datetime_CAPI") else ())
 
 _BIG_WIDTH = _re.compile(r"\d{9,}")
 
@@ -1217,11 +1574,16 @@ def check_format_spec(spec: Any) -> Any:
 
 _WRITABLE_TYPES = {list, dict, set, bytearray}
 
+#: Dunder names the namespace keeps (a module's own); any other is dropped before each cell.
+_NS_DUNDERS = frozenset(["__builtins__", "__name__", "__doc__", "__package__", "__loader__",
+                         "__spec__"])
+
 
 _FAST_TYPES = frozenset([str, bytes, list, dict, tuple, set, frozenset, int, float, bool,
                          complex, range, type(None), _collections.defaultdict,
                          _collections.Counter, _collections.OrderedDict, _collections.deque])
 _FAST_SPECIAL = frozenset(["format", "format_map", "ljust", "rjust", "center", "zfill",
+                           "replace", "join",
                            "expandtabs", "mro"])
 
 
@@ -1279,7 +1641,20 @@ def _fac_math(repl: Repl) -> Dict[str, Any]:
 
 def _fac_json(repl: Repl) -> Dict[str, Any]:
     import json
-    return _pick(json, "dumps loads JSONDecodeError JSONDecoder JSONEncoder")
+    m = _pick(json, "dumps loads JSONDecodeError JSONDecoder JSONEncoder")
+
+    def dumps(obj: Any, *args: Any, **kwargs: Any) -> Any:
+        indent = kwargs.get("indent")
+        if (isinstance(indent, int) and indent > 64) or (
+                isinstance(indent, str) and len(indent) > 64):
+            raise ValueError("json.dumps(indent=...) is limited to 64 in the sandbox")
+        if "cls" in kwargs:
+            raise PermissionError("json.dumps(cls=...) is not available in the sandbox; use "
+                                  "default=function")
+        return json.dumps(obj, *args, **kwargs)
+
+    m["dumps"] = dumps
+    return m
 
 
 def _fac_re(repl: Repl) -> Dict[str, Any]:
@@ -1297,9 +1672,32 @@ def _fac_collections(repl: Repl) -> Dict[str, Any]:
 
 def _fac_itertools(repl: Repl) -> Dict[str, Any]:
     import itertools
-    return _pick(itertools, "accumulate batched chain combinations combinations_with_replacement "
-                            "compress count cycle dropwhile filterfalse groupby islice pairwise "
-                            "permutations product repeat starmap takewhile tee zip_longest")
+    m = _pick(itertools, "accumulate batched chain combinations combinations_with_replacement "
+                         "compress count cycle dropwhile filterfalse groupby islice pairwise "
+                         "permutations product repeat starmap takewhile tee zip_longest")
+    # Endless iterators run in C: consumed by C (sum, any, list) nothing would ever check the
+    # deadline. Their sandbox versions yield through the checking iterator.
+    tick = repl._tickiter
+
+    def count(start: Any = 0, step: Any = 1) -> Any:
+        return tick(itertools.count(start, step))
+
+    def cycle(iterable: Any) -> Any:
+        return tick(itertools.cycle(iterable))
+
+    def repeat(obj: Any, times: Any = None) -> Any:
+        if times is None:
+            return tick(itertools.repeat(obj))
+        return tick(itertools.repeat(obj, times)) if times > 4096 else itertools.repeat(obj,
+                                                                                       times)
+
+    def tee(iterable: Any, n: int = 2) -> Any:
+        if not isinstance(n, int) or n > 1024:
+            raise MemoryError("tee() with more than 1024 copies is not allowed in the sandbox")
+        return itertools.tee(iterable, n)
+
+    m.update(count=count, cycle=cycle, repeat=repeat, tee=tee)
+    return m
 
 
 def _fac_statistics(repl: Repl) -> Dict[str, Any]:
@@ -1317,7 +1715,17 @@ def _fac_datetime(repl: Repl) -> Dict[str, Any]:
 
 def _fac_textwrap(repl: Repl) -> Dict[str, Any]:
     import textwrap
-    return _pick(textwrap, "wrap fill dedent indent shorten TextWrapper")
+    m = _pick(textwrap, "wrap fill dedent indent shorten TextWrapper")
+    limit = repl.limits["max_seq"]
+
+    def indent(text: Any, prefix: Any, predicate: Any = None) -> Any:
+        if isinstance(text, str) and isinstance(prefix, str) and \
+                len(text) + len(prefix) * (text.count("\n") + 1) > limit:
+            raise MemoryError("textwrap.indent() result would exceed the sandbox size limit")
+        return textwrap.indent(text, prefix, predicate)
+
+    m["indent"] = indent
+    return m
 
 
 def _fac_difflib(repl: Repl) -> Dict[str, Any]:
@@ -1343,10 +1751,82 @@ def _fac_bisect(repl: Repl) -> Dict[str, Any]:
     return _pick(bisect, "bisect bisect_left bisect_right insort insort_left insort_right")
 
 
+class _SafeDispatch:
+    """``functools.singledispatch`` without the annotation form of ``register``: that form
+    calls ``typing.get_type_hints``, which ``eval``s string annotations outside
+    RestrictedPython. ``@f.register(int)`` works."""
+
+    __slots__ = ("_real",)
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        import functools
+        object.__setattr__(self, "_real", functools.singledispatch(func))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._real(*args, **kwargs)
+
+    def register(self, cls: Any, func: Any = None) -> Any:
+        if not isinstance(cls, type):
+            raise TypeError("in the sandbox, register takes the class explicitly: "
+                            "@f.register(int) (annotations are not read)")
+        real = self._real
+        if func is None:
+            def decorator(f: Callable[..., Any]) -> Callable[..., Any]:
+                return real.register(cls, f)
+            return decorator
+        return real.register(cls, func)
+
+    def dispatch(self, cls: Any) -> Any:
+        return self._real.dispatch(cls)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise TypeError("read-only")
+
+
 def _fac_functools(repl: Repl) -> Dict[str, Any]:
     import functools
-    return _pick(functools, "reduce partial lru_cache cache cmp_to_key wraps total_ordering "
-                            "cached_property singledispatch")
+    m = _pick(functools, "reduce partial lru_cache cache cmp_to_key cached_property")
+    assigned_ok = frozenset(functools.WRAPPER_ASSIGNMENTS)
+    updated_ok = frozenset(functools.WRAPPER_UPDATES)
+
+    def update_wrapper(wrapper: Any, wrapped: Any, assigned: Any = None,
+                       updated: Any = None) -> Any:
+        """Copies ``__name__``, ``__qualname__`` and ``__doc__`` (text only) onto a function or
+        class defined in the sandbox. No attribute name comes from sandbox code."""
+        for names, ok in ((assigned, assigned_ok), (updated, updated_ok)):
+            if names is not None and (type(names) not in (tuple, list) or any(
+                    type(n) is not str or n not in ok for n in names)):
+                raise PermissionError("functools.wraps/update_wrapper: assigned= and updated= "
+                                      "cannot be chosen in the sandbox; leave them out")
+        repl._check_own_callable(wrapper, "functools.wraps")
+        for attr in SAFE_DUNDER_ATTRS:
+            try:
+                value = getattr(wrapped, attr)
+            except Exception:
+                continue
+            if value is None or type(value) is str:
+                try:
+                    setattr(wrapper, attr, value)
+                except (AttributeError, TypeError):
+                    pass
+        return wrapper
+
+    def wraps(wrapped: Any, assigned: Any = None, updated: Any = None
+              ) -> Callable[[Any], Any]:
+        def decorator(wrapper: Any) -> Any:
+            return update_wrapper(wrapper, wrapped, assigned, updated)
+        return decorator
+
+    def total_ordering(cls: Any) -> Any:
+        if not isinstance(cls, type) or cls not in repl._sandbox_classes:
+            raise TypeError("functools.total_ordering only applies to classes defined in the "
+                            "sandbox")
+        return functools.total_ordering(cls)
+
+    m.update(update_wrapper=update_wrapper, wraps=wraps, total_ordering=total_ordering,
+             singledispatch=_SafeDispatch, WRAPPER_ASSIGNMENTS=functools.WRAPPER_ASSIGNMENTS,
+             WRAPPER_UPDATES=functools.WRAPPER_UPDATES)
+    return m
 
 
 def _fac_operator(repl: Repl) -> Dict[str, Any]:
@@ -1411,8 +1891,30 @@ def _fac_random(repl: Repl) -> Dict[str, Any]:
 
 def _fac_dataclasses(repl: Repl) -> Dict[str, Any]:
     import dataclasses
-    return _pick(dataclasses, "dataclass field fields asdict astuple replace is_dataclass "
-                              "FrozenInstanceError")
+    m = _pick(dataclasses, "field fields asdict astuple replace is_dataclass "
+                           "FrozenInstanceError MISSING")
+    options = frozenset("init repr eq order unsafe_hash frozen match_args kw_only slots "
+                        "weakref_slot".split())
+
+    def dataclass(cls: Any = None, **kwargs: Any) -> Any:
+        """``@dataclass`` for classes defined in the sandbox (it writes methods onto the
+        class, so a library class is never accepted)."""
+        bad = [k for k in kwargs if k not in options]
+        if bad:
+            raise TypeError(f"dataclass() got unexpected options {bad}")
+
+        def wrap(c: Any) -> Any:
+            if not isinstance(c, type) or c not in repl._sandbox_classes:
+                raise TypeError("dataclass() only applies to classes defined in the sandbox")
+            out = dataclasses.dataclass(c, **kwargs)
+            if out is not c:  # slots=True builds a new class
+                repl._sandbox_classes.add(out)
+            return out
+
+        return wrap if cls is None else wrap(cls)
+
+    m["dataclass"] = dataclass
+    return m
 
 
 def _fac_numpy(repl: Repl) -> Dict[str, Any]:
@@ -1433,6 +1935,84 @@ def _fac_numpy(repl: Repl) -> Dict[str, Any]:
              "intersect1d union1d setdiff1d in1d cumsum diag trace triu tril meshgrid "
              "polyfit polyval interp vectorize frompyfunc")
     m = _pick(np, names)
+    limit = repl.limits["max_seq"] * 8  # bytes one call may allocate
+
+    def _count(shape: Any) -> int:
+        if isinstance(shape, (int, np.integer)):
+            return max(int(shape), 0)
+        n = 1
+        for d in tuple(shape):
+            n *= max(int(d), 0)
+        return n
+
+    def _refuse(fname: str, nbytes: int) -> None:
+        if nbytes > limit:
+            raise MemoryError(f"numpy.{fname} would allocate {nbytes / 1e9:.1f} GB, over the "
+                              f"sandbox limit of {limit / 1e9:.1f} GB; work on smaller pieces")
+
+    def _itemsize(dtype: Any, default: Any = float) -> int:
+        try:
+            return max(np.dtype(default if dtype is None else dtype).itemsize, 8)
+        except Exception:
+            return 8
+
+    def shaped(fname: str) -> Callable[..., Any]:
+        real = getattr(np, fname)
+
+        def make(shape: Any, *args: Any, **kwargs: Any) -> Any:
+            dtype = kwargs.get("dtype", args[1] if fname == "full" and len(args) > 1 else
+                               args[0] if fname != "full" and args else None)
+            _refuse(fname, _count(shape) * _itemsize(dtype))
+            return real(shape, *args, **kwargs)
+
+        make.__name__ = fname
+        return make
+
+    for fname in ("zeros", "ones", "empty", "full"):
+        m[fname] = shaped(fname)
+
+    def arange(*args: Any, **kwargs: Any) -> Any:
+        try:
+            n = len(range(*[int(a) for a in args[:3]])) if args and all(
+                isinstance(a, (int, np.integer)) for a in args[:3]) else 0
+        except (OverflowError, ValueError):
+            n = 1 << 62
+        if args and not n and all(isinstance(a, (int, float, np.number)) for a in args[:3]):
+            a = [float(x) for x in args[:3]]
+            start, stop, step = (0.0, a[0], 1.0) if len(a) == 1 else (
+                a[0], a[1], a[2] if len(a) > 2 else 1.0)
+            n = int(abs((stop - start) / step)) if step and _math.isfinite(
+                (stop - start) / step) else 1 << 62
+        _refuse("arange", n * 8)
+        return np.arange(*args, **kwargs)
+
+    def linspace(start: Any, stop: Any, num: Any = 50, *args: Any, **kwargs: Any) -> Any:
+        _refuse("linspace", _count(num) * 8)
+        return np.linspace(start, stop, num, *args, **kwargs)
+
+    def eye(N: Any, M: Any = None, *args: Any, **kwargs: Any) -> Any:
+        _refuse("eye", _count((N, N if M is None else M)) * 8)
+        return np.eye(N, M, *args, **kwargs)
+
+    def identity(n: Any, *args: Any, **kwargs: Any) -> Any:
+        _refuse("identity", _count((n, n)) * 8)
+        return np.identity(n, *args, **kwargs)
+
+    def tile(A: Any, reps: Any) -> Any:
+        _refuse("tile", np.size(A) * _count(reps) * 8)
+        return np.tile(A, reps)
+
+    def repeat(a: Any, repeats: Any, axis: Any = None) -> Any:
+        r = int(np.max(repeats)) if np.size(repeats) else 0
+        _refuse("repeat", np.size(a) * max(r, 0) * 8)
+        return np.repeat(a, repeats, axis)
+
+    def outer(a: Any, b: Any, out: Any = None) -> Any:
+        _refuse("outer", np.size(a) * np.size(b) * 8)
+        return np.outer(a, b, out)
+
+    m.update(arange=arange, linspace=linspace, eye=eye, identity=identity, tile=tile,
+             repeat=repeat, outer=outer)
     la = np.linalg
     m["linalg"] = Facade("numpy.linalg", _pick(la, "norm inv det eig eigh svd solve lstsq "
                                                    "matrix_rank pinv qr cholesky"))
@@ -1449,12 +2029,16 @@ def _fac_numpy(repl: Repl) -> Dict[str, Any]:
 
 def _fac_pandas(repl: Repl) -> Dict[str, Any]:
     import pandas as pd
-    return _pick(pd, "DataFrame Series Index MultiIndex Categorical CategoricalDtype concat "
+    m = _pick(pd, "DataFrame Series Index MultiIndex Categorical CategoricalDtype concat "
                      "merge merge_asof to_datetime to_numeric to_timedelta isna isnull notna "
                      "notnull NA NaT Timestamp Timedelta Period DateOffset date_range "
                      "timedelta_range period_range interval_range cut qcut crosstab "
                      "pivot_table pivot unique factorize get_dummies melt wide_to_long "
                      "IndexSlice Interval")
+    for fname, (pos, keys) in PANDAS_FUNC_FUNCTIONS.items():
+        if fname in m:
+            m[fname] = _checked_func_method(m[fname], fname, pos, keys)
+    return m
 
 
 _FACADE_BUILDERS: Dict[str, Callable[[Repl], Dict[str, Any]]] = {
