@@ -3,6 +3,7 @@ when several test folders have one)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -28,6 +29,13 @@ def session_containers(session: str) -> list[str]:
 def inspect(name: str, fmt: str) -> str:
     return subprocess.run(["docker", "inspect", "--format", fmt, name], capture_output=True,
                           text=True, check=True, timeout=30).stdout.strip()
+
+
+def volumes_of(container: str) -> list[str]:
+    """Names of the volumes mounted in a container (ours: the one holding worker.py and the
+    context, which must go when the container goes)."""
+    return [m["Name"] for m in json.loads(inspect(container, "{{json .Mounts}}"))
+            if m.get("Type") == "volume"]
 
 
 def volume_exists(name: str) -> bool:

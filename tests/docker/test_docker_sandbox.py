@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from docker_helpers import docker_exec, inspect, session_containers, volume_exists
+from docker_helpers import (docker_exec, inspect, session_containers, volume_exists,
+                            volumes_of)
 from rlm_jupyter.sandbox import Sandbox, SandboxError, open_sandbox
 from rlm_jupyter.sandbox import docker as dsb
 
@@ -64,7 +65,7 @@ def test_open_execute_close_removes_container() -> None:
         assert isinstance(box, Sandbox) and box.kind == "docker"
         name = box.container_name
         assert session_containers(box.session_id) == [name]
-        volumes = [m["Name"] for m in json.loads(inspect(name, "{{json .Mounts}}"))]
+        volumes = volumes_of(name)
         assert ok(box, "x = 20\nprint(context)").stdout == "abc\n"
         assert ok(box, "print(x * 2 + 2)").stdout == "42\n"
         assert box.get_variable("x") == "20"
@@ -227,6 +228,7 @@ def test_hard_timeout_kills_and_restarts_the_container() -> None:
     try:
         ok(box, "lost = 1")
         first = box.container_name
+        first_volumes = volumes_of(first)
         t0 = time.monotonic()
         # Catastrophic regex backtracking runs in C: the worker's own deadline cannot stop it.
         r = box.execute("import re\nre.match('(a+)+$', 'a' * 40 + 'b')")
@@ -235,6 +237,7 @@ def test_hard_timeout_kills_and_restarts_the_container() -> None:
         assert any("restarted" in n for n in r.notes)
         assert box.container_name != first
         assert session_containers(box.session_id) == [box.container_name]
+        assert first_volumes and not [v for v in first_volumes if volume_exists(v)]
         r = box.execute("print(context)\nprint(lost)")
         assert r.stdout == "ctx\n" and r.error and "lost" in r.error
     finally:
@@ -358,3 +361,9 @@ def test_concurrent_close_during_a_cell_stops_everything() -> None:
     assert not worker.is_alive()
     assert results and (results[0].error or results[0].timed_out)
     assert session_containers(box.session_id) == []
+
+
+def test_missing_interpreter_says_what_to_pass() -> None:
+    with pytest.raises(SandboxError) as err:
+        open_sandbox("docker", python="no-such-python3", timeout_s=5)
+    assert "no-such-python3" in str(err.value) and "python=" in str(err.value)
