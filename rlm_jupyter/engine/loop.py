@@ -25,6 +25,7 @@ from rlm_jupyter.engine.context import (describe_context, lines_containing, norm
 from rlm_jupyter.engine.llm import LLMClient, LLMReply, OnRetry, attempt_error_text
 from rlm_jupyter.engine.parsing import (ParsedReply, is_placeholder, parse_reply,
                                         rebinds_name)
+from rlm_jupyter.engine.redact import Redactor
 
 PREVIEW_CHARS = 300
 MAX_PROMPT_CHARS = 2_000_000
@@ -46,7 +47,14 @@ class RunTree:
     #: streaming through litellm costs 10-20 ms a call for nothing otherwise.
     stream_root: bool = False
     sandboxes: list[Any] = field(default_factory=list)
+    #: Known secrets, replaced in every prompt, event and answer (see engine/redact.py);
+    #: gathered once per run tree from the run's key and the environment.
+    redactor: Redactor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.redactor is None:
+            self.redactor = Redactor.for_run(self.settings.api_key)
 
     def register(self, sandbox: Any) -> None:
         with self._lock:
@@ -105,14 +113,27 @@ class Run:
         self._repeats_in_a_row = 0  # replies in a row that only repeated code already run
         self._blind_subcalls = 0  # short llm_query prompts in this turn (see _act_on)
         self._opener: _Background | None = None
+        self._clean_upto = 0  # the root history's messages[:this] are redacted (_root_call)
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, cls: type[ev.Event], **fields: Any) -> ev.Event:
+        """Build and publish an event; its text fields are redacted here, the one door every
+        event leaves by, so stdout, errors, previews and answers never carry a known secret."""
+        redactor = self.tree.redactor
+        if redactor:
+            redact = redactor.redact
+            for name, value in fields.items():
+                if type(value) is str:
+                    fields[name] = redact(value)
         fields.setdefault("parent_span_id", self.turn_span)
         event = cls(run_id=self.run_id, parent_run_id=self.parent_run_id, depth=self.depth,
                     **fields)
         self.tree.bus.emit(event)
         return event
+
+    def _redact(self, text: str) -> str:
+        redactor = self.tree.redactor
+        return redactor.redact(text) if redactor else text
 
     def _charge(self, reply: LLMReply) -> None:
         budget = self.tree.budget
@@ -176,11 +197,15 @@ class Run:
                 _close_quietly(self.sandbox)
         if self.tree.cancel.is_set() and not isinstance(error, errors.RunCancelled):
             error, status = errors.RunCancelled("The run was cancelled."), "cancelled"
+        if answer is not None:
+            answer = self._redact(answer)
         if error is not None:
+            _redact_error(error, self._redact)
             if status == "ok":
                 status = "error"
             if answer is None:
                 answer = self._partial_answer()
+                answer = self._redact(answer) if answer is not None else None
             error.partial_answer = answer
             if isinstance(error, errors.BudgetExceeded):
                 self.emit(ev.BudgetExceededEvent, limit=error.limit, used=error.used,
@@ -298,6 +323,11 @@ class Run:
         tree = self.tree
         if tree.cancel.is_set():
             raise errors.RunCancelled("The run was cancelled.")
+        if tree.redactor:
+            # What was added since the last call, and the last message again (notes are
+            # appended to it in place): every message reaches the model redacted, once.
+            tree.redactor.redact_messages(messages, max(0, self._clean_upto - 1))
+            self._clean_upto = len(messages)
         estimate = sum(len(m["content"]) for m in messages) // 4
         tree.budget.reserve_call(subcall=False, estimated_prompt_tokens=estimate)
         turn = self.turn
@@ -473,6 +503,7 @@ class Run:
         tree = self.tree
         if tree.cancel.is_set():
             raise errors.RunCancelled("The run was cancelled.")
+        prompt = self._redact(prompt)  # sandbox code builds it: it may hold what it printed
         tree.budget.reserve_call(subcall=True, estimated_prompt_tokens=len(prompt) // 4)
         if len(prompt) < BLIND_PROMPT_CHARS:
             self._blind_subcalls += 1
@@ -600,6 +631,14 @@ def _final_of_unknown_name(code: str, error: str | None) -> str | None:
         return None
     name = match.group(1)
     return name if f"NameError: name '{name}' is not defined" in error else None
+
+
+def _redact_error(error: errors.RLMError, redact: Callable[[str], str]) -> None:
+    """Scrub a known secret from the error the run ends with (a provider may quote the key)."""
+    text = str(error)
+    clean = redact(text)
+    if clean is not text and clean != text:
+        error.args = (clean,)
 
 
 def _add_note(messages: list[dict[str, str]], note: str) -> None:

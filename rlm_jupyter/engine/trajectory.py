@@ -2,8 +2,9 @@
 
 The log is append-only, one event per line, flushed as events happen, so a crash or a killed
 kernel leaves a valid prefix that still reads back into a (partial) tree. Streaming chunks are
-not logged: the finished model response carries the same text once. Nothing in an event holds a
-key, and the writer also scrubs the configured key from every line as a second guard.
+not logged: the finished model response carries the same text once. The engine redacts known
+secrets from every event it emits (engine/redact.py); the writer runs the same redactor over
+every line as a second guard, for events that did not come through the engine.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from rlm_jupyter.engine import events as ev
+from rlm_jupyter.engine.redact import Redactor
 
 
 @dataclass
@@ -311,21 +313,25 @@ _encode_line = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 class JsonlWriter:
-    """Subscriber that appends each event to ``path`` as one JSON line, flushed at once."""
+    """Subscriber that appends each event to ``path`` as one JSON line, flushed at once.
 
-    def __init__(self, path: Path, secrets: Iterable[str] = ()) -> None:
+    ``secrets`` (the run's key) join the known secrets of the environment; each line is
+    redacted with ``[redacted: NAME]`` markers, or with ``redactor`` when one is given.
+    """
+
+    def __init__(self, path: Path, secrets: Iterable[str] = (), *,
+                 redactor: Redactor | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a", encoding="utf-8")
-        self._secrets = [s for s in secrets if s and len(s) >= 4]
+        self._redactor = redactor if redactor is not None else Redactor.for_run(
+            extra=[s for s in secrets if s])
         self._lock = threading.Lock()
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.ModelChunk):
             return
-        line = _encode_line(event.to_dict())
-        for secret in self._secrets:
-            line = line.replace(secret, "***")
+        line = self._redactor.redact(_encode_line(event.to_dict()))
         with self._lock:
             if self._fh.closed:
                 return
