@@ -548,6 +548,7 @@ class DockerSandbox(WorkerSandbox):
         with _STARTED_LOCK:
             _STARTED[name] = self.client
         self._container = name
+        self._stdio, self._exit = None, None  # nothing of the last container is reused
         self._we_killed = False
         self._stderr_tail = b""
         api = self.client.api

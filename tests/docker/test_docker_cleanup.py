@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from docker_helpers import session_containers
+from docker_helpers import session_containers, volume_exists, volumes_of
 from rlm_jupyter.sandbox import open_sandbox
 from rlm_jupyter.sandbox import docker as dsb
 
@@ -88,6 +88,8 @@ KERNEL = textwrap.dedent("""
     print("ready", sb.container_name, flush=True)
     if sys.argv[2] == "busy":
         sb.execute("while True:\\n    pass")
+    elif sys.argv[2] == "idle":
+        time.sleep(600)
     # "exit": leave without close(); atexit must clean up
 """)
 
@@ -106,6 +108,23 @@ def test_interpreter_exit_removes_the_container() -> None:
     proc = _kernel(session, "exit")
     assert proc.wait(60) == 0
     assert session_containers(session) == []
+
+
+def test_an_idle_killed_kernels_container_goes_by_itself() -> None:
+    """No reaper needed when the worker is idle: the kernel's death closes the attach
+    connection, the worker reads the end of its input and exits, and AutoRemove deletes the
+    container with the volume that held the context."""
+    session = f"idle{uuid.uuid4().hex[:6]}"
+    proc = _kernel(session, "idle")
+    [name] = session_containers(session)
+    volumes = volumes_of(name)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    deadline = time.monotonic() + 20
+    while session_containers(session) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert session_containers(session) == []
+    assert volumes and not [v for v in volumes if volume_exists(v)]
 
 
 def test_killed_kernels_containers_are_reaped() -> None:
