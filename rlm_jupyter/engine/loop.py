@@ -292,17 +292,26 @@ class Run:
         reply = self._root_call(messages)
         # A model out of turns may still answer in code (``FINAL(x)`` inside a block): run it.
         parsed = parse_reply(reply.text)
-        best, _ = self._act_on(parsed)
-        if best is None and parsed.final is not None and parsed.final.kind == "text":
-            # Unchecked here: a guess the checks refused is still the best guess there is.
-            best = None if is_placeholder(parsed.final.value) else parsed.final.value
-        if best is None:
+        best, feedback = self._act_on(parsed)
+        refused = best is None and parsed.final is not None
+        if best is None and not refused:
             # Raw code is no answer; prose the model wrote around it may be, unless it only
-            # echoes our own messages (small models copy the last error back).
+            # echoes our own messages (small models copy the last error back). A finish the
+            # engine refused (FINAL_VAR of a missing name, a placeholder) never is: its text
+            # is the marker the engine said no to.
             text = parsed.prose.strip() if parsed.code_blocks else reply.text.strip()
             if prompts.echoes_feedback(text, self.question):
                 text = ""
             best = self._partial_answer() or text or None
+        elif refused:
+            best = self._partial_answer()
+        if best is None:
+            why = (f" Its last answer was refused: {_first_line(feedback)}" if refused and
+                   feedback else " The model gave no answer.")
+            return None, errors.TurnLimitExceeded(
+                f"The run used all {settings.max_iterations} turns with no accepted answer."
+                f"{why} Raise max_iterations (or --max-iterations), or try a stronger model.",
+                used=settings.max_iterations, allowed=settings.max_iterations)
         return best, errors.TurnLimitExceeded(
             f"The run used all {settings.max_iterations} turns; the answer is the model's best "
             f"guess. Raise max_iterations (or --max-iterations) for a fuller search.",
@@ -650,3 +659,8 @@ def _add_note(messages: list[dict[str, str]], note: str) -> None:
 def _large(context: Any) -> bool:
     """Whether the context is far bigger than a short prompt (strings only: cheap to tell)."""
     return isinstance(context, str) and len(context) > 20 * BLIND_PROMPT_CHARS
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= limit else line[:limit] + "..."

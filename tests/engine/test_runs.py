@@ -629,3 +629,16 @@ def test_a_bad_output_chars_is_a_config_error():
 
     with pytest.raises(errors.ConfigError, match="output_chars"):
         RLM(model="openai/x", output_chars=5)
+
+
+def test_a_refused_finish_is_never_the_answer(server_factory, rlm_for):
+    """Found by a newcomer: FINAL_VAR(result) with no `result`, every turn; out of turns the raw
+    reply text became the answer. A finish the engine refused is never the answer."""
+    srv = server_factory(root=lambda req: "The sub-calls found it.\nFINAL_VAR(result)")
+    result = rlm_for(srv, max_iterations=3).run("q", context="c")
+    assert isinstance(result.error, errors.TurnLimitExceeded)
+    assert result.answer is None and result.error.partial_answer is None
+    message = str(result.error)
+    assert "no accepted answer" in message and "refused" in message and "result" in message
+    finished = [e for e in result.events if e.type == "run_finished"][0]
+    assert finished.answer is None
