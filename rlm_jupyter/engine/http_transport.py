@@ -416,8 +416,12 @@ class HTTPTransport:
             fields["stream"] = True
             fields["stream_options"] = {"include_usage": True}
         payload = chat_body(_MEMO, messages, fields)
-        headers = [*self._headers, *extra_headers,
-                   (b"Content-Length", b"%d" % len(payload))]
+        if extra_headers:  # the caller's headers replace ours of the same name (as in litellm)
+            names = {name.lower() for name, _ in extra_headers}
+            headers = [h for h in self._headers if h[0].lower() not in names]
+            headers += [*extra_headers, (b"Content-Length", b"%d" % len(payload))]
+        else:
+            headers = [*self._headers, (b"Content-Length", b"%d" % len(payload))]
         call = in_flight.enter() if in_flight is not None else None
         _current.call = call
         hc = self._hc

@@ -440,7 +440,7 @@ def test_every_request_parameter_reaches_the_server(server_factory):
     srv = server_factory(root=lambda req: "FINAL(ok)")
     params = {"temperature": 0.3, "logprobs": True, "top_logprobs": 2, "min_p": 0.05,
               "extra_body": {"cache_prompt": True, "top_k": 7},
-              "extra_headers": {"X-Trace-Id": "abc123"},
+              "extra_headers": {"X-Trace-Id": "abc123", "User-Agent": "mine/1.0"},
               "timeout": 5, "max_retries": 4, "drop_params": True}  # the engine's own: not sent
     client = _client(srv)
     client.litellm_kwargs = params
@@ -455,7 +455,9 @@ def test_every_request_parameter_reaches_the_server(server_factory):
         assert body["cache_prompt"] is True and body["top_k"] == 7  # extra_body, merged
         assert not {"extra_body", "extra_headers", "timeout", "max_retries",
                     "drop_params"} & set(body)
-        assert {k.lower(): v for k, v in req.headers.items()}["x-trace-id"] == "abc123"
+        headers = {k.lower(): v for k, v in req.headers.items()}
+        assert headers["x-trace-id"] == "abc123" and headers["user-agent"] == "mine/1.0"
+        assert headers["authorization"] == "Bearer k"
     assert srv.requests[1].body["stream"] is True
 
 
