@@ -123,6 +123,15 @@ class RunNode:
     subcall_count: int = 0
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def replayed(self) -> bool:
+        """Every model call of this finished run came from the response cache: nothing was
+        sent, nothing paid (a re-run of an unchanged notebook cell)."""
+        rows = [u for u in (self.usage or {}).values() if isinstance(u, dict)]
+        calls = sum(int(u.get("calls", 0) or 0) for u in rows)
+        return calls > 0 and all(int(u.get("cached_calls", 0) or 0) == int(u.get("calls", 0)
+                                                                           or 0) for u in rows)
+
     def walk(self) -> Iterator["RunNode"]:
         yield self
         for child in self.children:

@@ -53,7 +53,9 @@ class RLMMagics(Magics):
     api_base = Unicode(None, allow_none=True, help="OpenAI-compatible base URL.").tag(config=True)
     api_key = Unicode(None, allow_none=True, help="API key (never shown).").tag(config=True)
     log_dir = Unicode(None, allow_none=True, help="Where run logs (JSONL) go.").tag(config=True)
-    cache = Bool(None, allow_none=True, help="Response cache on/off.").tag(config=True)
+    cache = Bool(None, allow_none=True,
+                 help="Response cache: on unless False (re-running an unchanged cell is free)."
+                 ).tag(config=True)
     display = Enum(("auto", "widget", "text", "html"), "auto",
                    help="Live view: widget in kernels, text in terminals (auto).").tag(config=True)
 
@@ -88,9 +90,11 @@ class RLMMagics(Magics):
               help="Return at once; the live view's Stop button and `%%rlm stop` work.")
     @argument("--quiet", "-q", action="store_true", help="No live view; show only the answer.")
     @argument("--no-cache", dest="cache", action="store_false", default=None,
-              help="Bypass the response cache for this run (it is on for temperature 0 / seed).")
+              help="Ask the model again. By default re-running an unchanged cell replays "
+                   "its replies from the response cache ($0, marked 'replayed from cache').")
     @argument("--cache", dest="cache", action="store_true", default=None,
-              help="Use the response cache even for sampled replies.")
+              help="Use the response cache (the default in a notebook; `%%rlm config "
+                   "cache=False` turns the default off).")
     @argument("--raw", action="store_true",
               help="Do not interpolate {var} in the question.")
     @no_var_expand
@@ -136,7 +140,9 @@ class RLMMagics(Magics):
             "api_base": self.api_base,
             "api_key": self.api_key,
             "log_dir": self.log_dir,
-            "cache": _first(pick("cache"), self.cache),
+            # In a notebook the cache is on unless turned off: re-running an unchanged cell
+            # replays the same replies at $0 (marked "replayed from cache").
+            "cache": _first(pick("cache"), self.cache, True),
         }
         return {k: v for k, v in values.items() if v is not None}
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from rlm_jupyter.engine import events as ev
 from rlm_jupyter.engine.trajectory import as_event
-from rlm_jupyter.jupyter.render import fmt_cost, fmt_secs, fmt_tokens, one_line
+from rlm_jupyter.jupyter.render import REPLAYED, fmt_cost, fmt_secs, fmt_tokens, one_line
 
 
 class ProgressPrinter:
@@ -93,6 +93,10 @@ class ProgressPrinter:
             line = (f"{head} {e.status} in {fmt_secs(float(e.elapsed_s or 0))} · "
                     f"{e.turns} turns · {e.subcalls} sub-calls · {fmt_tokens(toks)} tok"
                     f" · {fmt_cost(float(e.cost_usd or 0))}")
+            rows = [u for u in (e.usage or {}).values() if isinstance(u, dict)]
+            if rows and sum(int(u.get("calls", 0)) for u in rows) and all(
+                    int(u.get("cached_calls", 0)) == int(u.get("calls", 0)) for u in rows):
+                line += f" · {REPLAYED} (--no-cache asks the model again)"
             if e.error:
                 line += f"\n  {e.error_type or 'error'}: {one_line(e.error or '', 160)}"
             return line

@@ -121,6 +121,11 @@ def one_line(text: str, limit: int = 80) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+#: The mark of a run answered entirely from the response cache (a re-run cell).
+REPLAYED = "replayed from cache"
+REPLAYED_HELP = "no model was called and nothing was paid; --no-cache asks the model again"
+
+
 def fmt_retries(n: int) -> str:
     """"3 retries" (or "" for none): failed model attempts that were tried again."""
     return f"{n} retr{'y' if n == 1 else 'ies'}" if n else ""
@@ -138,9 +143,10 @@ def summary_line(runs: list[RunNode], now: float | None = None) -> str:
     t = totals(runs)
     root = runs[0]
     retries = f" · {fmt_retries(t.retries)}" if t.retries else ""
+    replayed = f" · {REPLAYED}" if root.replayed else ""
     return (f"{root.status} · {fmt_secs(elapsed_s(root, now))} · {t.turns} turns · "
             f"{t.subcalls} sub-calls · {fmt_tokens(t.tokens)} tokens · {fmt_cost(t.cost_usd)}"
-            f"{retries}")
+            f"{retries}{replayed}")
 
 
 # -- plain text ------------------------------------------------------------------------------
@@ -307,6 +313,8 @@ def render_html(source: Any, *, open_turns: bool = False) -> str:
              f"<span class='pill'>{fmt_cost(t.cost_usd)}</span>"]
     if t.retries:
         parts.append(f"<span class='pill retries'>{fmt_retries(t.retries)}</span>")
+    if root.replayed:
+        parts.append(f"<span class='pill' title='{_e(REPLAYED_HELP)}'>{REPLAYED}</span>")
     for label, used, allowed in budget_bars(root, t):
         pct = max(0.0, min(100.0, 100.0 * used / allowed))
         parts.append(f"<span class='pill'>{_e(label)} <span class='bar'><i style='width:{pct:.0f}%'>"

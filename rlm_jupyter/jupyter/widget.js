@@ -88,6 +88,13 @@ function fmtCost(usd) {
   return usd < 0.01 ? "$" + usd.toFixed(4) : "$" + usd.toFixed(2);
 }
 
+// Every model call came from the response cache (a re-run of an unchanged cell).
+function isReplayed(usage) {
+  const rows = Object.values(usage || {}).filter((u) => u && typeof u === "object");
+  const calls = rows.reduce((n, u) => n + (u.calls || 0), 0);
+  return calls > 0 && rows.every((u) => (u.cached_calls || 0) === (u.calls || 0));
+}
+
 function fmtRetries(n) {
   return n ? `${n} retr${n === 1 ? "y" : "ies"}` : "";
 }
@@ -372,6 +379,7 @@ class Tree {
         run.error = d.error || null;
         run.errorType = d.error_type || null;
         run.elapsed = d.elapsed_s ?? null;
+        run.replayed = isReplayed(d.usage);
         for (const t of run.turns) { t.streaming = false; this.dirty.add(t); }
         this.dirty.add(run);
         break;
@@ -404,7 +412,7 @@ function render({ model, el }) {
   const status = h("span", "rlm-pill rlm-status", "waiting");
   header.appendChild(h("span", "rlm-logo", "RLM"));
   header.appendChild(status);
-  for (const key of ["elapsed", "turns", "subcalls", "tokens", "cost", "retries"]) {
+  for (const key of ["elapsed", "turns", "subcalls", "tokens", "cost", "retries", "replayed"]) {
     pills[key] = h("span", "rlm-pill rlm-c-" + key);
     header.appendChild(pills[key]);
   }
@@ -461,6 +469,9 @@ function render({ model, el }) {
     pills.retries.textContent = fmtRetries(T.retries);
     pills.retries.style.display = T.retries ? "" : "none";
     pills.retries.title = "failed model attempts that were tried again";
+    pills.replayed.textContent = "replayed from cache";
+    pills.replayed.style.display = r && r.replayed ? "" : "none";
+    pills.replayed.title = "no model was called and nothing was paid; --no-cache asks the model again";
     stopBtn.style.display = liveRunning() ? "" : "none";
     if (r) {
       question.textContent = r.question ? "Q: " + oneLine(r.question, 400) : "";

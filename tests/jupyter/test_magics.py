@@ -439,17 +439,24 @@ def test_demo_and_help(shell: Shell, capsys, monkeypatch) -> None:
     assert "%rlm replay" in capsys.readouterr().out
 
 
-def test_rerun_replays_from_cache_and_no_cache_bypasses_it(shell: Shell, tmp_path) -> None:
+def test_rerun_replays_from_cache_and_no_cache_bypasses_it(shell: Shell, tmp_path,
+                                                           capsys) -> None:
     shell["doc"] = "the key is 42"
     shell.magics.cache = None
     with ScriptedServer(root=lambda req: list(ROOT)[req.turn - 1], sub="42 is here") as srv:
         use_server(shell, srv)
-        cell = "%%rlm --context doc --out answer --quiet --cache\nWhat is the key?"
+        cell = "%%rlm --context doc --out answer\nWhat is the key?"  # no option: the default
         assert shell.run(cell).success
         calls = len(srv.requests)
+        assert "replayed from cache" not in capsys.readouterr().out
         assert shell.run(cell).success  # the same cell again: answered from the cache
         assert len(srv.requests) == calls and shell["answer_run"].cost_usd == 0
         assert shell["answer_run"].usage[srv.model]["cached_calls"] == calls
+        assert "replayed from cache" in capsys.readouterr().out  # visibly marked
+        assert "replayed from cache" in shell["answer_run"]._repr_mimebundle_()["text/html"]
         nocache = "%%rlm --context doc --out answer --quiet --no-cache\nWhat is the key?"
         assert shell.run(nocache).success
         assert len(srv.requests) == 2 * calls
+        assert shell.run("%rlm config cache=False").success  # the knob turns the default off
+        assert shell.run(cell).success
+        assert len(srv.requests) == 3 * calls
