@@ -294,7 +294,7 @@ class LLMClient:
 
         The direct HTTP path runs on the caller's thread: a cancel hangs its connection up
         (:meth:`abort_in_flight`, which ``RLM.run``'s cancel watcher calls), and a thread per
-        call would cost ~0.1 ms and GIL hand-offs. A litellm call (or one through a proxy) in
+        call would cost ~0.1 ms and GIL hand-offs. A litellm call in
         flight cannot be interrupted, so it runs on its own daemon thread and the caller stops
         waiting on cancel; the abandoned reply is dropped (and not charged).
         """
