@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from rlm_jupyter import errors
 from rlm_jupyter.config import Settings
@@ -17,6 +17,9 @@ from rlm_jupyter.engine.loop import Run, RunTree
 from rlm_jupyter.engine.preflight import check_context, check_credentials
 from rlm_jupyter.engine.result import RunResult
 from rlm_jupyter.engine.trajectory import JsonlWriter, Trajectory, log_path_for
+
+if TYPE_CHECKING:
+    from rlm_jupyter.engine.batch import MapResult
 
 LOCAL_PREFIX = "local/"
 
@@ -56,11 +59,14 @@ class RLM:
     # -- running ------------------------------------------------------------------------------
     def run(self, question: str, context: Any = None, *,
             on_event: Callable[[ev.Event], None] | None = None,
-            cancel: threading.Event | None = None) -> RunResult:
+            cancel: threading.Event | None = None, _budget: Budget | None = None,
+            _gate: Any = None) -> RunResult:
         """Run to the end and return the result; never raises for a failed run (see ``error``).
 
         Blocking and synchronous, so it is safe inside a running event loop (Jupyter): no
         ``asyncio.run`` is involved. ``cancel`` stops the run from another thread.
+        ``_budget``/``_gate`` are for :meth:`map`: a budget that also charges the map's total,
+        and the 429 gate all of the map's items share.
         """
         if not isinstance(question, str) or not question.strip():
             raise errors.ConfigError("The question is empty: pass the question as a string.")
@@ -75,7 +81,8 @@ class RLM:
             # direct HTTP path needs no litellm at all for a model litellm cannot price.
             threading.Thread(target=get_litellm, daemon=True, name="rlm-import-litellm").start()
         cancel = cancel or threading.Event()
-        budget = Budget(max_subcalls=settings.max_subcalls, max_tokens=settings.max_tokens,
+        budget = _budget if _budget is not None else Budget(
+            max_subcalls=settings.max_subcalls, max_tokens=settings.max_tokens,
                         budget_usd=settings.budget_usd, timeout_s=settings.timeout_s)
         cache = ResponseCache(settings.effective_cache_dir) if settings.cache_enabled else None
         client = LLMClient(api_base=settings.api_base, api_key=settings.api_key,
@@ -84,6 +91,8 @@ class RLM:
                            litellm_kwargs=settings.litellm_kwargs, cache=cache,
                            concurrency=settings.concurrency, cancel=cancel,
                            transport=settings.effective_transport)
+        if _gate is not None:
+            client.gate = _gate
         bus = ev.EventBus()
         tree = RunTree(settings=settings, budget=budget, bus=bus, client=client, cancel=cancel,
                        stream_root=settings.stream and on_event is not None)
@@ -122,6 +131,21 @@ class RLM:
                            error=outcome.error, notes=notes, events=collected)
         self.last_result = result
         return result
+
+    def map(self, question: str, contexts: Any, **kwargs: Any) -> "MapResult":
+        """One run per item of ``contexts`` under one total budget and one 429 gate.
+
+        ``contexts``: a list, a dict (keys name the rows), a pandas Series, a DataFrame (one
+        item per row; the question may use ``{column}``) or a path glob / directory (one item
+        per file); the question may use ``{key}``. Keywords: ``concurrency=8``,
+        ``executor=None`` (threads) or a ``dask.distributed.Client`` or any
+        ``concurrent.futures.Executor``, ``budget_usd`` / ``max_total_tokens`` (the whole
+        map), ``resume`` (True or a path), ``on_event``, ``cancel``. A failing item never stops
+        the others. See rlm_jupyter/engine/batch.py.
+        """
+        from rlm_jupyter.engine.batch import run_map
+
+        return run_map(self, question, contexts, **kwargs)
 
     async def arun(self, question: str, context: Any = None, **kwargs: Any) -> RunResult:
         """``run`` in a worker thread, for async code."""
