@@ -7,8 +7,8 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from rlm_jupyter import errors
-from rlm_jupyter.config import Settings
+from rlm_jupyter import errors, telemetry
+from rlm_jupyter.settings import KNOBS, Settings
 from rlm_jupyter.engine import events as ev
 from rlm_jupyter.engine.budget import Budget
 from rlm_jupyter.engine.cache import ResponseCache
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from rlm_jupyter.engine.batch import MapResult
 
 LOCAL_PREFIX = "local/"
+#: The keyword arguments of RLM() that are knobs (every other one goes to the model call).
+KNOB_NAMES = tuple(k.name for k in KNOBS if k.kwarg)
 
 
 class RLM:
@@ -33,7 +35,8 @@ class RLM:
 
     def __init__(self, model: str | None = None, sub_model: str | None = None,
                  sandbox: str | None = None, max_depth: int = 1, max_iterations: int = 20,
-                 max_subcalls: int | None = None, max_tokens: int | None = None,
+                 max_subcalls: int | None = None, max_total_tokens: int | None = None,
+                 max_reply_tokens: int | None = None,
                  budget_usd: float | None = None, timeout_s: float | None = None,
                  concurrency: int = 16, api_base: str | None = None, api_key: str | None = None,
                  log_dir: str | None = None, cache: bool | None = None,
@@ -42,14 +45,12 @@ class RLM:
                  num_retries: int = 3, request_timeout_s: float = 120.0,
                  transport: str | None = None, output_chars: int = 20_000,
                  **litellm_kwargs: Any) -> None:
-        self.settings = Settings.resolve(
-            model=model, sub_model=sub_model, sandbox=sandbox, max_depth=max_depth,
-            max_iterations=max_iterations, max_subcalls=max_subcalls, max_tokens=max_tokens,
-            budget_usd=budget_usd, timeout_s=timeout_s, concurrency=concurrency,
-            api_base=api_base, api_key=api_key, log_dir=log_dir, cache=cache,
-            cache_dir=cache_dir, stream=stream, cell_timeout_s=cell_timeout_s,
-            memory_mb=memory_mb, num_retries=num_retries, request_timeout_s=request_timeout_s,
-            transport=transport, output_chars=output_chars, litellm_kwargs=litellm_kwargs)
+        # The signature is explicit for users and IDEs; tests/test_settings_table.py keeps it
+        # equal to the knobs in rlm_jupyter/settings.py. ``max_tokens=`` (the old name of
+        # max_total_tokens) arrives in litellm_kwargs and is renamed there with a warning.
+        given = dict(locals())
+        knobs = {name: given[name] for name in KNOB_NAMES}
+        self.settings = Settings.resolve(**knobs, litellm_kwargs=litellm_kwargs)
         self.last_result: RunResult | None = None
 
     def __repr__(self) -> str:
@@ -82,13 +83,13 @@ class RLM:
             threading.Thread(target=get_litellm, daemon=True, name="rlm-import-litellm").start()
         cancel = cancel or threading.Event()
         budget = _budget if _budget is not None else Budget(
-            max_subcalls=settings.max_subcalls, max_tokens=settings.max_tokens,
+            max_subcalls=settings.max_subcalls, max_tokens=settings.max_total_tokens,
                         budget_usd=settings.budget_usd, timeout_s=settings.timeout_s)
         cache = ResponseCache(settings.effective_cache_dir) if settings.cache_enabled else None
         client = LLMClient(api_base=settings.api_base, api_key=settings.api_key,
                            num_retries=settings.num_retries,
                            request_timeout_s=settings.request_timeout_s,
-                           litellm_kwargs=settings.litellm_kwargs, cache=cache,
+                           litellm_kwargs=settings.request_params, cache=cache,
                            concurrency=settings.concurrency, cancel=cancel,
                            transport=settings.effective_transport)
         if _gate is not None:
@@ -105,6 +106,7 @@ class RLM:
         writer = self._open_log(root.run_id, settings, notes)
         if writer is not None:
             bus.subscribe(writer)
+        telemetry.attach(bus, settings, tree.redactor, notes)  # OpenTelemetry spans, when on
         if on_event is not None:
             bus.subscribe(on_event)
         done = threading.Event()

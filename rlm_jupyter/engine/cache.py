@@ -15,14 +15,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-#: Parameters that never change what a model replies: the engine's client options (timeouts,
-#: retries), credentials and litellm's bookkeeping. Every other parameter is part of the key,
+#: Client options of litellm's that the engine governs itself on every transport (the request
+#: timeout and the retries are ``request_timeout_s`` and ``num_retries``; litellm is called with
+#: its own retries off), or that only tell litellm what to drop: never sent, never in the key.
+#: Listed once here; the direct HTTP transport leaves the same keys out of the request.
+CLIENT_ONLY_KEYS = frozenset({"timeout", "request_timeout", "max_retries", "num_retries",
+                              "drop_params"})
+
+#: Parameters that never change what a model replies: the client options above, credentials
+#: and litellm's bookkeeping. Every other parameter is part of the key,
 #: because both transports send every other parameter to the server (``logprobs``,
 #: ``extra_body``, ``extra_headers``...), so any of them may change the reply; an unknown one
 #: costing a cache miss is better than a hit that answers a different request.
-NON_REPLY_KEYS = frozenset({"timeout", "request_timeout", "max_retries", "num_retries",
-                            "drop_params", "api_key", "metadata", "caching", "cache",
-                            "logger_fn", "litellm_logging_obj", "litellm_call_id"})
+NON_REPLY_KEYS = CLIENT_ONLY_KEYS | frozenset({"api_key", "metadata", "caching", "cache",
+                                              "logger_fn", "litellm_logging_obj",
+                                              "litellm_call_id"})
 
 
 def cache_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any],
@@ -61,10 +68,3 @@ class ResponseCache:
             os.replace(tmp, path)
         except OSError:
             pass  # a cache that cannot write is a cache miss next time, never a failed run
-
-    def clear(self) -> int:
-        removed = 0
-        for path in self.directory.glob("*/*.json"):
-            path.unlink(missing_ok=True)
-            removed += 1
-        return removed
