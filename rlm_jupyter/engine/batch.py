@@ -565,6 +565,9 @@ class _Backend:
         for future in futures:
             future.cancel()
 
+    def abandon(self, futures: list[Any]) -> None:
+        """Futures still running after the grace period."""
+
     def close(self) -> None:
         pass
 
@@ -641,10 +644,14 @@ class _DaskBackend(_RemoteBackend):
             self.executor.run(cancel_remote_map, self.map_id, on_error="ignore")
         except Exception:  # noqa: BLE001 - a worker gone is a worker that runs nothing
             pass
-        # Running tasks were told to stop and return their partial rows; the rest never start.
-        pending = [f for f in futures if getattr(f, "status", "") == "pending"]
-        if pending:
-            self.executor.cancel(pending)
+        # Every worker now knows the map is cancelled: a running item stops (its sandbox
+        # closed) and returns its partial row, a queued one returns at once when it starts.
+        # So the driver waits for the futures; Dask's own cancel is only for the ones that
+        # outlive the grace period (it would drop a running task's result, not stop it).
+
+    def abandon(self, futures: list[Any]) -> None:
+        if futures:
+            self.executor.cancel(futures)
 
     def close(self) -> None:
         try:
@@ -821,6 +828,7 @@ def _stop(backend: _Backend, in_flight: dict[Any, MapItem], grace_s: float,
             item = in_flight.pop(future)
             finish(item, backend.result(future, item))
         time.sleep(0.02)
+    backend.abandon(list(in_flight))
     for future, item in list(in_flight.items()):
         in_flight.pop(future)
         finish(item, _cancelled_result(item, "The map was cancelled; this item did not stop "
