@@ -66,3 +66,11 @@ class RunCancelled(RLMError):
 
 class SandboxFailure(RLMError):
     """The sandbox backend could not start or could not recover."""
+
+
+class CommandError(RLMError):
+    """A command cannot do what was asked (a bad option, an unknown run id, no such file).
+
+    Both front ends show it as one line: ``%rlm`` fails the cell with it, ``rlm`` prints it
+    and exits with status 2. The message says what to pass instead.
+    """

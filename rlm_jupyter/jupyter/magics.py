@@ -1,63 +1,91 @@
-"""``%%rlm`` and ``%rlm``: argument parsing plus one call into the engine (watermark's shape).
+"""``%%rlm`` and ``%rlm``: argument parsing plus one call into the engine or a command
+(watermark's shape).
 
+The knobs (traitlets, ``%%rlm`` options) are built from ``rlm_jupyter/settings.py``; the
+subcommands' work lives in ``rlm_jupyter/commands``; this module parses, calls and displays.
 Loading must stay cheap (``%load_ext rlm`` <= 0.2 s, no litellm): the engine, the widget and
-anywidget are imported only when a run starts. Every user mistake becomes one
-``RLMUsageError`` line (see :mod:`messages`) that fails the cell without a traceback wall.
+anywidget are imported only when a run starts. A mistake or a failed run fails the cell with
+one ``UsageError: ...`` line (see :mod:`messages`), without a traceback wall.
 """
 
 from __future__ import annotations
 
-import ast
 import os
 import shlex
 import threading
-import time
 from typing import Any, Callable
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Bool, CFloat, CInt, Enum, Unicode
+from traitlets import Bool, CFloat, CInt, Enum, TraitType, Unicode, observe
 
 from rlm_jupyter.jupyter import messages
-from rlm_jupyter.jupyter.messages import RLMUsageError
+from rlm_jupyter.jupyter.messages import CellFailure
+from rlm_jupyter.settings import BY_NAME, KNOBS, Knob, deprecated_name
 
-_SANDBOXES = ("local", "docker", "inprocess")
-_SETTINGS = ("model", "sub_model", "sandbox", "max_depth", "max_iterations", "max_subcalls",
-             "max_tokens", "budget", "timeout", "concurrency", "api_base", "api_key", "log_dir",
-             "cache", "display")
+#: Session settings that are not knobs of a run: how the notebook shows one.
+DISPLAY_MODES = ("auto", "widget", "text", "html")
 
 
-def _fail(message: str) -> RLMUsageError:
-    return RLMUsageError(message)
+def _fail(message: str) -> CellFailure:
+    return CellFailure(message)
+
+
+def _trait(knob: Knob) -> TraitType:
+    """The traitlet for a knob: ``None`` (not set in this session) unless assigned."""
+    if knob.choices is not None:
+        trait: TraitType = Enum(knob.choices, None, allow_none=True, help=knob.help)
+    elif knob.type is bool:
+        trait = Bool(None, allow_none=True, help=knob.help)
+    elif knob.type is int:
+        trait = CInt(None, allow_none=True, help=knob.help)
+    elif knob.type is float:
+        trait = CFloat(None, allow_none=True, help=knob.help)
+    else:
+        trait = Unicode(None, allow_none=True, help=knob.help)
+    return trait.tag(config=True)
+
+
+#: ``%config RLMMagics.NAME`` for every knob with a traitlet, built from the settings table.
+_KNOB_TRAITS = {k.traitlet: _trait(k) for k in KNOBS if k.traitlet}
+#: Traitlet name -> knob name (``budget`` -> ``budget_usd``).
+TRAIT_KNOBS = {k.traitlet: k.name for k in KNOBS if k.traitlet}
+#: What ``%rlm config`` shows and sets: every knob's traitlet, then the display mode.
+CONFIG_NAMES = (*TRAIT_KNOBS, "display")
+_KnobTraits = type(Magics)("_KnobTraits", (Magics,), dict(_KNOB_TRAITS))
+
+
+def _knob_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add one ``%%rlm`` option per knob that has one (a ``bool`` knob also gets ``--no-``)."""
+    for knob in reversed([k for k in KNOBS if k.option]):
+        if knob.type is bool:
+            func = argument("--no-" + knob.option[0][2:], dest=knob.name, action="store_false",
+                            default=None, help=f"Turn {knob.option[0]} off.")(func)
+        func = argument(*knob.option, **knob.argparse_kwargs())(func)
+    return func
 
 
 @magics_class
-class RLMMagics(Magics):
+class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
     """Session defaults for ``%%rlm``; every one is a traitlet (``%config RLMMagics.model = ...``).
 
-    ``None`` means "not set here": the engine then uses its ``RLM_*`` environment variable or
-    its own default. Options on a ``%%rlm`` line win over these.
+    The knobs' traitlets come from ``rlm_jupyter/settings.py``. ``None`` means "not set here":
+    the engine then uses its ``RLM_*`` environment variable or its own default. Options on a
+    ``%%rlm`` line win over these.
     """
 
-    model = Unicode(None, allow_none=True, help="Root model (litellm name).").tag(config=True)
-    sub_model = Unicode(None, allow_none=True, help="Model for llm_query sub-calls.").tag(config=True)
-    sandbox = Enum(_SANDBOXES, None, allow_none=True, help="local | docker | inprocess").tag(config=True)
-    max_depth = CInt(None, allow_none=True, help="Recursion depth for rlm_query.").tag(config=True)
-    max_iterations = CInt(None, allow_none=True, help="Root turns.").tag(config=True)
-    max_subcalls = CInt(None, allow_none=True, help="Sub-calls per run tree.").tag(config=True)
-    max_tokens = CInt(None, allow_none=True, help="Tokens per run tree.").tag(config=True)
-    budget = CFloat(None, allow_none=True, help="USD per run tree.").tag(config=True)
-    timeout = CFloat(None, allow_none=True, help="Seconds per run.").tag(config=True)
-    concurrency = CInt(None, allow_none=True, help="Parallel sub-calls.").tag(config=True)
-    api_base = Unicode(None, allow_none=True, help="OpenAI-compatible base URL.").tag(config=True)
-    api_key = Unicode(None, allow_none=True, help="API key (never shown).").tag(config=True)
-    log_dir = Unicode(None, allow_none=True, help="Where run logs (JSONL) go.").tag(config=True)
-    cache = Bool(None, allow_none=True,
-                 help="Response cache: on unless False (re-running an unchanged cell is free)."
-                 ).tag(config=True)
-    display = Enum(("auto", "widget", "text", "html"), "auto",
+    display = Enum(DISPLAY_MODES, "auto",
                    help="Live view: widget in kernels, text in terminals (auto).").tag(config=True)
+    max_tokens = CInt(None, allow_none=True,
+                      help="Deprecated: use max_total_tokens.").tag(config=True)
+
+    @observe("max_tokens")
+    def _deprecated_max_tokens(self, change: Any) -> None:
+        if change["new"] is not None:
+            deprecated_name("max_tokens", stacklevel=5)
+            self.max_total_tokens = change["new"]
+            self.max_tokens = None
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -77,24 +105,12 @@ class RLMMagics(Magics):
     @argument("--out", "-o", metavar="NAME", default=None,
               help="Store the answer in NAME and the full result in NAME_run "
                    "(the last result is always in `_rlm`).")
-    @argument("--model", "-m", default=None, help="Root model (litellm name).")
-    @argument("--sub-model", default=None, help="Model for llm_query sub-calls.")
-    @argument("--sandbox", default=None, help="local (default), docker or inprocess.")
-    @argument("--max-depth", type=int, default=None, help="Recursion depth for rlm_query.")
-    @argument("--max-iterations", type=int, default=None, help="Root turns.")
-    @argument("--max-subcalls", type=int, default=None, help="Sub-calls per run tree.")
-    @argument("--max-tokens", type=int, default=None, help="Tokens per run tree.")
-    @argument("--budget", type=float, default=None, metavar="USD", help="Cost cap in USD.")
-    @argument("--timeout", type=float, default=None, metavar="S", help="Wall-time cap in seconds.")
+    @_knob_options
+    @argument("--max-tokens", dest="max_tokens", type=int, default=None,
+              help="Deprecated: use --max-total-tokens.")
     @argument("--background", "-b", action="store_true",
               help="Return at once; the live view's Stop button and `%%rlm stop` work.")
     @argument("--quiet", "-q", action="store_true", help="No live view; show only the answer.")
-    @argument("--no-cache", dest="cache", action="store_false", default=None,
-              help="Ask the model again. By default re-running an unchanged cell replays "
-                   "its replies from the response cache ($0, marked 'replayed from cache').")
-    @argument("--cache", dest="cache", action="store_true", default=None,
-              help="Use the response cache (the default in a notebook; `%%rlm config "
-                   "cache=False` turns the default off).")
     @argument("--raw", action="store_true",
               help="Do not interpolate {var} in the question.")
     @no_var_expand
@@ -114,7 +130,7 @@ class RLMMagics(Magics):
 
     # ======================================================================= %%rlm
     def _parse(self, line: str) -> Any:
-        from rlm_jupyter.jupyter._context import split_options
+        from rlm_jupyter.commands.context import split_options
 
         try:
             return self.rlm.parser.parse_args(split_options(line))
@@ -125,39 +141,31 @@ class RLMMagics(Magics):
 
     def _settings(self, args: Any = None) -> dict[str, Any]:
         """Keyword arguments for ``RLM``: line options, then traitlets; None is left out."""
-        pick = (lambda name: getattr(args, name, None)) if args is not None else (lambda name: None)
-        values = {
-            "model": pick("model") or self.model,
-            "sub_model": pick("sub_model") or self.sub_model,
-            "sandbox": pick("sandbox") or self.sandbox,
-            "max_depth": _first(pick("max_depth"), self.max_depth),
-            "max_iterations": _first(pick("max_iterations"), self.max_iterations),
-            "max_subcalls": _first(pick("max_subcalls"), self.max_subcalls),
-            "max_tokens": _first(pick("max_tokens"), self.max_tokens),
-            "budget_usd": _first(pick("budget"), self.budget),
-            "timeout_s": _first(pick("timeout"), self.timeout),
-            "concurrency": self.concurrency,
-            "api_base": self.api_base,
-            "api_key": self.api_key,
-            "log_dir": self.log_dir,
-            # In a notebook the cache is on unless turned off: re-running an unchanged cell
-            # replays the same replies at $0 (marked "replayed from cache").
-            "cache": _first(pick("cache"), self.cache, True),
-        }
+        values: dict[str, Any] = {}
+        for trait, name in TRAIT_KNOBS.items():
+            given = getattr(args, name, None) if args is not None else None
+            values[name] = _first(given, getattr(self, trait))
+        old = getattr(args, "max_tokens", None) if args is not None else None
+        if old is not None:  # --max-tokens, the old name of --max-total-tokens
+            deprecated_name("max_tokens")
+            values["max_total_tokens"] = _first(values["max_total_tokens"], old)
+        # In a notebook the cache is on unless turned off: re-running an unchanged cell
+        # replays the same replies at $0 (marked "replayed from cache").
+        values["cache"] = _first(values["cache"], True)
         return {k: v for k, v in values.items() if v is not None}
 
     def _make_rlm(self, args: Any) -> Any:
         kwargs = self._settings(args)
-        if kwargs.get("sandbox") and kwargs["sandbox"] not in _SANDBOXES:
-            raise _fail(messages.BAD_SANDBOX.format(name=kwargs["sandbox"]))
-        if not (kwargs.get("model") or os.environ.get("RLM_MODEL")):
-            raise _fail(messages.NO_MODEL)
         try:
             from rlm_jupyter import RLM
             from rlm_jupyter.errors import RLMError
         except ImportError as exc:
             raise _fail(messages.ENGINE_MISSING.format(error=exc)) from None
         try:
+            for name, value in kwargs.items():  # a bad option before "no model"
+                BY_NAME[name].check(value)
+            if not (kwargs.get("model") or os.environ.get("RLM_MODEL")):
+                raise _fail(messages.NO_MODEL)
             return RLM(**kwargs)
         except RLMError as exc:
             raise _fail(str(exc)) from None
@@ -170,7 +178,7 @@ class RLMMagics(Magics):
         return "widget" if getattr(self.shell, "kernel", None) is not None else "text"
 
     def _run_cell(self, line: str, cell: str) -> Any:
-        from rlm_jupyter.jupyter._context import ContextError, interpolate, resolve_context
+        from rlm_jupyter.commands.context import ContextError, interpolate, resolve_context
         from rlm_jupyter.jupyter._runner import RunHandle
 
         args = self._parse(line)
@@ -319,72 +327,69 @@ class RLMMagics(Magics):
             return line
 
     def _subcommand(self, line: str) -> Any:
+        """Parse ``%rlm NAME [options]`` with NAME's parser, then call ``_cmd_NAME(args)``."""
+        from rlm_jupyter.commands import HelpShown, parser_for
+        from rlm_jupyter.errors import CommandError
+
         try:
             words = shlex.split(self._expand(line))
         except ValueError as exc:
             raise _fail(messages.BAD_OPTION.format(message=f"cannot parse: {exc}")) from None
         if not words:
-            return self._cmd_help([])
+            words = ["help"]
         name, rest = words[0], words[1:]
         fn = getattr(self, f"_cmd_{name}", None)
         if name not in messages.SUBCOMMANDS or fn is None:
             raise _fail(messages.UNKNOWN_SUBCOMMAND.format(name=name))
-        return fn(rest)
+        parser = parser_for(name, prog=f"%rlm {name}", help=messages.SUBCOMMANDS[name])
+        if name == "demo":
+            parser.add_argument("--force", action="store_true",
+                                help="use the demo model even when RLM_MODEL is set")
+        try:
+            args = parser.parse_args(rest)
+            return fn(args)
+        except HelpShown:
+            return None
+        except CommandError as exc:
+            raise _fail(str(exc)) from None
 
-    def _cmd_help(self, rest: list[str]) -> None:
-        print("%%rlm [options] + question in the cell body (see `%%rlm?`)\n"
-              "%rlm config [NAME=VALUE ...] [--reset]   show or set session defaults\n"
-              "%rlm doctor [--ping]                     check the setup, each problem with a fix\n"
-              "%rlm logs [-n N]                         recent runs\n"
-              "%rlm replay RUN_ID|PATH                  show a saved run (no model called)\n"
-              "%rlm cost                                this session's spend per model\n"
-              "%rlm models [FILTER] [-n N]              models with context window and prices\n"
-              "%rlm stop                                stop background runs\n"
-              "%rlm last                                the last result\n"
-              "%rlm demo [--force]                      use the scripted demo model (no key)")
+    def _cmd_help(self, args: Any) -> None:
+        print("%%rlm [options] + question in the cell body (see `%%rlm?`)")
+        for name, (usage, text) in messages.SUBCOMMAND_USAGE.items():
+            print(f"%rlm {name} {usage}".ljust(42) + text)
 
-    # -- config ----------------------------------------------------------------------------
-    def _cmd_config(self, rest: list[str]) -> None:
-        if rest == ["--reset"]:
-            for name in _SETTINGS:
+    def _log_dir(self, given: str | None = None) -> Any:
+        from rlm_jupyter.settings import Settings
+
+        return Settings.resolve(log_dir=given or self.log_dir).effective_log_dir
+
+    def _cmd_config(self, args: Any) -> None:
+        from rlm_jupyter.commands.config import config_text, parse_assignments, shown
+
+        if args.reset:
+            for name in CONFIG_NAMES:
                 self.set_trait(name, self.trait_defaults(name))
             print("RLM settings reset to defaults.")
             return
-        for item in rest:
-            key, sep, raw = item.partition("=")
-            key = key.strip().replace("-", "_")
-            if not sep:
-                raise _fail(f"Expected NAME=VALUE, got {item!r} (e.g. `%rlm config model=openai/gpt-4o-mini`).")
-            if key not in _SETTINGS:
-                raise _fail(messages.BAD_CONFIG_KEY.format(name=key, names=", ".join(_SETTINGS)))
-            value = _parse_value(raw)
+        for key, value in parse_assignments(args.items, CONFIG_NAMES):
             try:
                 self.set_trait(key, value)
             except Exception as exc:
-                raise _fail(messages.BAD_CONFIG_VALUE.format(name=key, error=_first_line(str(exc)))) from None
-            shown = "***" if key == "api_key" and value else getattr(self, key)
-            print(f"RLMMagics.{key} = {shown!r}")
-        if rest:
+                raise _fail(messages.BAD_CONFIG_VALUE.format(name=key,
+                                                             error=_first_line(str(exc)))) from None
+            knob = BY_NAME.get(TRAIT_KNOBS.get(key, ""))
+            value = getattr(self, key)
+            print(f"RLMMagics.{key} = {shown(value, knob) if knob and knob.secret else repr(value)}")
+        if args.items:
             return
-        env = {"model": "RLM_MODEL", "sub_model": "RLM_SUB_MODEL", "sandbox": "RLM_SANDBOX",
-               "api_base": "RLM_API_BASE", "api_key": "RLM_API_KEY", "log_dir": "RLM_LOG_DIR"}
         print("RLM settings (`%rlm config NAME=VALUE` or `%config RLMMagics.NAME = ...`):")
-        for name in _SETTINGS:
-            value = getattr(self, name)
-            source = "set"
-            if value is None and os.environ.get(env.get(name, "")):
-                value, source = os.environ[env[name]], f"from {env[name]}"
-            elif value is None:
-                source = "engine default"
-            if name == "api_key" and value:
-                value = "***"
-            shown = "-" if value is None else value
-            print(f"  {name:15} {shown!s:40} {source}")
+        rows = [(t, BY_NAME[k], getattr(self, t)) for t, k in TRAIT_KNOBS.items()]
+        rows.append(("display", None, self.display))
+        print(config_text(rows))
 
-    # -- doctor ----------------------------------------------------------------------------
-    def _cmd_doctor(self, rest: list[str]) -> None:
-        from rlm_jupyter.config import Settings
-        from rlm_jupyter.doctor import run_checks
+    def _cmd_doctor(self, args: Any) -> None:
+        from rlm_jupyter.commands.doctor import report, run_checks
+        from rlm_jupyter.settings import Settings
 
         kwargs = self._settings()
         kwargs.pop("cache", None)
@@ -392,54 +397,17 @@ class RLMMagics(Magics):
             settings = Settings.resolve(**kwargs)
         except Exception as exc:
             raise _fail(_first_line(str(exc))) from None
-        checks = run_checks(settings, ping="--ping" in rest)
-        for check in checks:
-            print(check.line())
-        failed = sum(1 for c in checks if not c.ok)
-        print(f"{len(checks) - failed} ok, {failed} to fix" if failed else "All checks passed.")
+        print(report(run_checks(settings, ping=args.ping)))
 
-    # -- logs / replay -----------------------------------------------------------------------
-    def _log_dir(self) -> Any:
-        from rlm_jupyter.config import Settings
+    def _cmd_logs(self, args: Any) -> None:
+        from rlm_jupyter.commands.logs import logs_text
 
-        return Settings.resolve(**({"log_dir": self.log_dir} if self.log_dir else {})).effective_log_dir
+        print(logs_text(self._log_dir(args.log_dir), limit=args.limit))
 
-    def _cmd_logs(self, rest: list[str]) -> None:
-        from rlm_jupyter.engine.trajectory import list_runs
+    def _cmd_replay(self, args: Any) -> None:
+        from rlm_jupyter.commands.replay import load_events
 
-        limit = 20
-        if rest[:1] in (["-n"], ["--limit"]) and len(rest) > 1:
-            try:
-                limit = int(rest[1])
-            except ValueError:
-                raise _fail(f"-n needs a number, got {rest[1]!r}.") from None
-        elif rest:
-            raise _fail(f"Unexpected {' '.join(rest)!r}: use `%rlm logs [-n N]`.")
-        log_dir = self._log_dir()
-        rows = list_runs(log_dir, limit=limit)
-        if not rows:
-            print(f"No runs in {log_dir} yet.")
-            return
-        print(f"{'time':19}  {'run':12}  {'status':9}  {'model':18}  {'turns':>5}  {'subs':>5}  "
-              f"{'tokens':>8}  {'cost':>8}  question")
-        for r in rows:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started or 0))
-            q = " ".join((r.question or "").split())[:50]
-            print(f"{stamp:19}  {r.run_id:12}  {r.status:9}  {(r.model or '')[-18:]:18}  "
-                  f"{r.turns:>5}  {r.subcalls:>5}  {r.tokens:>8,}  {r.cost_usd:>8.4f}  {q}")
-
-    def _cmd_replay(self, rest: list[str]) -> Any:
-        if len(rest) != 1:
-            raise _fail("Usage: `%rlm replay RUN_ID|PATH` (run ids are listed by `%rlm logs`).")
-        from rlm_jupyter.engine.trajectory import find_run, iter_events
-
-        try:
-            path = find_run(self._log_dir(), rest[0])
-            events = list(iter_events(path))
-        except (OSError, ValueError):
-            raise _fail(messages.NOT_FOUND_RUN.format(what=rest[0])) from None
-        if not events:
-            raise _fail(messages.NOT_FOUND_RUN.format(what=rest[0]))
+        events = load_events(self._log_dir(args.log_dir), args.run)
         mode = self._display_mode(False)
         if mode == "widget":
             from IPython.display import display
@@ -457,9 +425,7 @@ class RLMMagics(Magics):
             from rlm_jupyter.jupyter import render
 
             print(render.render_text(events, verbose=True))
-        return None
 
-    # -- cost / models -----------------------------------------------------------------------
     @property
     def ledger(self) -> Any:
         if self._ledger is None:
@@ -468,61 +434,18 @@ class RLMMagics(Magics):
             self._ledger = Ledger()
         return self._ledger
 
-    def _cmd_cost(self, rest: list[str]) -> None:
-        rows = self.ledger.rows()
-        if not rows:
-            print("No runs in this session yet: the ledger is empty.")
-            return
-        print(f"{'model':40}  {'calls':>6}  {'cached':>6}  {'retries':>7}  {'prompt':>10}  "
-              f"{'completion':>10}  {'cost':>9}")
-        for model, r in rows:
-            print(f"{model[-40:]:40}  {int(r['calls']):>6}  {int(r['cached_calls']):>6}  "
-                  f"{int(r.get('retries', 0)):>7}  "
-                  f"{int(r['prompt_tokens']):>10,}  {int(r['completion_tokens']):>10,}  "
-                  f"${r['cost_usd']:>8.4f}")
-        print(f"{self.ledger.runs} runs, total ${self.ledger.total_usd:.4f}")
+    def _cmd_cost(self, args: Any) -> None:
+        from rlm_jupyter.commands.cost import cost_text
 
-    def _cmd_models(self, rest: list[str]) -> None:
-        limit, needle = 30, ""
-        items = list(rest)
-        while items:
-            item = items.pop(0)
-            if item in ("-n", "--limit") and items:
-                try:
-                    limit = int(items.pop(0))
-                except ValueError:
-                    raise _fail("-n needs a number.") from None
-            else:
-                needle = item.lower()
-        from rlm_jupyter.engine.llm import get_litellm
+        print(cost_text(self.ledger.rows(), self.ledger.runs, self.ledger.total_usd))
 
-        cost_map = getattr(get_litellm(), "model_cost", {}) or {}
-        rows = []
-        for name, info in sorted(cost_map.items()):
-            if not isinstance(info, dict) or name == "sample_spec":
-                continue
-            if needle and needle not in name.lower():
-                continue
-            if info.get("mode") not in (None, "chat", "completion", "responses"):
-                continue
-            rows.append((name, info))
-        # Best matches first: the bare name starts with the filter, then shorter names.
-        rows.sort(key=lambda r: (not r[0].rsplit("/", 1)[-1].lower().startswith(needle), len(r[0]), r[0]))
-        if not rows:
-            print(f"No models match {needle!r} in litellm's price map.")
-            return
-        print(f"{'model':50}  {'provider':14}  {'context':>9}  {'$/1M in':>9}  {'$/1M out':>9}")
-        for name, info in rows[:limit]:
-            ctx = info.get("max_input_tokens") or info.get("max_tokens") or 0
-            pin = (info.get("input_cost_per_token") or 0) * 1e6
-            pout = (info.get("output_cost_per_token") or 0) * 1e6
-            print(f"{name[:50]:50}  {str(info.get('litellm_provider', ''))[:14]:14}  "
-                  f"{int(ctx):>9,}  {pin:>9.3f}  {pout:>9.3f}")
-        if len(rows) > limit:
-            print(f"... {len(rows) - limit} more (narrow with a filter or raise -n)")
+    def _cmd_models(self, args: Any) -> None:
+        from rlm_jupyter.commands.models import models_text
 
-    # -- stop / last / demo ------------------------------------------------------------------
-    def _cmd_stop(self, rest: list[str]) -> None:
+        print(models_text(args.filter, limit=args.limit))
+
+    # -- stop / last / demo: the notebook's own --------------------------------------------
+    def _cmd_stop(self, args: Any) -> None:
         with self._lock:
             active = [(h, v) for h, v in self.background if not h.done]
         if not active:
@@ -536,16 +459,15 @@ class RLMMagics(Magics):
             handle.stop(grace_s=5.0)
         print(messages.STOPPED.format(n=len(active)))
 
-    def _cmd_last(self, rest: list[str]) -> Any:
+    def _cmd_last(self, args: Any) -> Any:
         if self.last_result is None:
             raise _fail(messages.NO_LAST)
         return self.last_result
 
-    def _cmd_demo(self, rest: list[str]) -> "DemoStatus":
+    def _cmd_demo(self, args: Any) -> "DemoStatus":
         """Use the scripted demo model unless a real one is configured; true when in use."""
-        force = "--force" in rest
         real = self.model or os.environ.get("RLM_MODEL")
-        if real and not force and self._demo_server is None:
+        if real and not args.force and self._demo_server is None:
             print(messages.DEMO_REAL.format(model=real))
             return DemoStatus(False)
         if self._demo_server is None:
@@ -592,16 +514,6 @@ def _first_line(text: str, limit: int = 500) -> str:
     lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
     line = lines[0] if lines else ""
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _parse_value(raw: str) -> Any:
-    raw = raw.strip()
-    if raw.lower() in ("none", "null", ""):
-        return None
-    try:
-        return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return raw
 
 
 # magic_arguments names the usage after the function (``%rlm``); the options belong to the

@@ -1,11 +1,18 @@
-"""Every user-facing message of the magics, kept apart from the entry points (jupysql style).
+"""The notebook's own messages, kept apart from the entry points (jupysql style); the ones both
+front ends show live in ``rlm_jupyter/commands/messages.py`` and are re-exported here.
 
-Messages say what went wrong and what to do next, in one line. ``RLMUsageError`` is
-IPython's ``UsageError`` itself, so IPython prints ``UsageError: <message>`` without a traceback wall,
-while the cell still fails (so nbval, papermill and "Run all" stop there).
+Messages say what went wrong and what to do next, in one line. :data:`CellFailure` is what the
+magics raise for both a mistake and a run that ended in error: it is IPython's ``UsageError``
+itself, so IPython prints ``UsageError: <message>`` without a traceback wall while the cell
+still fails (so nbval, papermill and "Run all" stop there).
 """
 
 from __future__ import annotations
+
+from rlm_jupyter.commands.messages import (BAD_CONFIG_KEY, BAD_EXPRESSION, BAD_PAIR,  # noqa: F401
+                                           CONTEXT_CONFLICT, NEITHER_READING, NO_FILES,
+                                           NOT_FOUND_RUN)
+from rlm_jupyter.settings import NO_MODEL as _ENGINE_NO_MODEL
 
 try:  # IPython is a dependency, but keep this module importable without it.
     from IPython.core.error import UsageError
@@ -13,34 +20,48 @@ except Exception:  # pragma: no cover - IPython always installed with the packag
     class UsageError(Exception):  # type: ignore[no-redef]
         """Stand-in when IPython is missing."""
 
-#: The error every user mistake raises. IPython prints exactly ``UsageError: <message>`` (no
-#: traceback) only for this exact class, not for subclasses, hence an alias, not a subclass.
-RLMUsageError = UsageError
+#: What fails a cell with one line: a user mistake, or a run that ended with an error (the
+#: result is still stored). IPython prints exactly ``UsageError: <message>`` (no traceback)
+#: only for this exact class, not for subclasses, hence an alias, not a subclass.
+CellFailure = UsageError
+#: The old name (it was raised for failed runs too, which are not usage errors); one release.
+RLMUsageError = CellFailure
 
+#: ``%rlm NAME``: what each subcommand does (its parser's description and ``%rlm help``).
+SUBCOMMANDS = {
+    "config": "show or set session defaults",
+    "doctor": "check the setup, each problem with a fix",
+    "logs": "recent runs",
+    "replay": "show a saved run (no model called)",
+    "cost": "this session's spend per model",
+    "models": "models with context window and prices",
+    "stop": "stop background runs",
+    "last": "the last result",
+    "demo": "use the scripted demo model (no key)",
+    "help": "this list",
+}
+#: The usage ``%rlm help`` shows next to each name.
+SUBCOMMAND_USAGE = {
+    "config": ("[NAME=VALUE ...] [--reset]", SUBCOMMANDS["config"]),
+    "doctor": ("[--ping]", SUBCOMMANDS["doctor"]),
+    "logs": ("[-n N]", SUBCOMMANDS["logs"]),
+    "replay": ("RUN_ID|PATH", SUBCOMMANDS["replay"]),
+    "cost": ("", SUBCOMMANDS["cost"]),
+    "models": ("[FILTER] [-n N]", SUBCOMMANDS["models"]),
+    "stop": ("", SUBCOMMANDS["stop"]),
+    "last": ("", SUBCOMMANDS["last"]),
+    "demo": ("[--force]", SUBCOMMANDS["demo"]),
+}
 
-SUBCOMMANDS = ("config", "doctor", "logs", "replay", "cost", "models", "stop", "last", "demo",
-               "help")
-
-NO_MODEL = ("No model configured: set RLM_MODEL, run `%config RLMMagics.model = \"provider/name\"`, "
-            "pass --model, or run `%rlm demo` for the scripted demo model.")
+#: The engine's words, so the notebook, the CLI and the doctor agree (no fallback to the demo).
+NO_MODEL = _ENGINE_NO_MODEL
 EMPTY_QUESTION = "The question is empty: write it in the cell body under `%%rlm`."
 UNKNOWN_SUBCOMMAND = ("Unknown %rlm subcommand {name!r}: use one of " + ", ".join(SUBCOMMANDS)
                       + " (questions go in a `%%rlm` cell).")
-NEITHER_READING = ("{where} {expr!r} is neither a notebook expression ({why}) nor a file, "
-                   "directory or glob that exists: define the variable, fix the path, or write "
-                   "a literal string as a Python string, e.g. --context \"'some text'\".")
-BAD_EXPRESSION = "Could not evaluate {where} {expr!r}: {error}"
-NO_FILES = "No files match {pattern!r} for {where}: check the path or glob."
-BAD_PAIR = "Expected NAME=EXPR for a named context, got {text!r}."
-CONTEXT_CONFLICT = "Use either --context EXPR or NAME=EXPR pairs, not both."
 BAD_OUT_NAME = "--out needs a Python identifier, got {name!r}."
 BAD_OPTION = "{message} (see `%%rlm?` for the options)."
-BAD_SANDBOX = "Unknown sandbox {name!r}: use local, docker or inprocess."
-BAD_CONFIG_KEY = "Unknown setting {name!r}: use one of {names}."
 BAD_CONFIG_VALUE = "Bad value for {name}: {error}"
 NO_LAST = "No run yet in this session: run a `%%rlm` cell first."
-NOT_FOUND_RUN = ("No saved run {what!r}: pass a run id from `%rlm logs` or a path to a "
-                 "trajectory .jsonl file.")
 ENGINE_MISSING = "The rlm_jupyter engine is not importable ({error}); reinstall with `pip install -e .`."
 DEMO_ON = ("Using the scripted demo model ({model} at {base_url}): canned answers from a local "
            "script, not a real LLM. Set RLM_MODEL (and its API key) to use a real model.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_jupyter.jupyter._context import (ContextError, interpolate, resolve_context,
+from rlm_jupyter.commands.context import (ContextError, interpolate, resolve_context,
                                           split_options)
 
 
