@@ -163,6 +163,10 @@ KNOBS: tuple[Knob, ...] = (
     _k("num_retries", int, 3, "Retries of a failed model call.", minimum=0),
     _k("request_timeout_s", float, 120.0, "Seconds one model call may take.", minimum=0,
        positive=True),
+    _k("tracing", bool, None,
+       "OpenTelemetry spans of each run (rlm_jupyter/telemetry): None = on when a tracer "
+       "provider is configured, True, False, or 'content' (prompts and outputs too).",
+       env="RLM_TRACING", traitlet="tracing", cli=("--tracing",)),
 )
 
 BY_NAME: dict[str, Knob] = {k.name: k for k in KNOBS}

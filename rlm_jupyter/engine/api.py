@@ -44,6 +44,7 @@ class RLM:
                  cell_timeout_s: float = 60.0, memory_mb: int | None = None,
                  num_retries: int = 3, request_timeout_s: float = 120.0,
                  transport: str | None = None, output_chars: int = 20_000,
+                 tracing: bool | str | None = None,
                  **litellm_kwargs: Any) -> None:
         # The signature is explicit for users and IDEs; tests/test_settings_table.py keeps it
         # equal to the knobs in rlm_jupyter/settings.py. ``max_tokens=`` (the old name of
@@ -102,11 +103,11 @@ class RLM:
         builder = Trajectory()
         bus.subscribe(builder.add)
         notes: list[str] = []
+        telemetry.attach(bus, settings, tree.redactor, notes)  # OpenTelemetry spans, when on
         root = Run(tree, question, context, model=settings.require_model())
         writer = self._open_log(root.run_id, settings, notes)
         if writer is not None:
             bus.subscribe(writer)
-        telemetry.attach(bus, settings, tree.redactor, notes)  # OpenTelemetry spans, when on
         if on_event is not None:
             bus.subscribe(on_event)
         done = threading.Event()

@@ -108,11 +108,15 @@ def content_opt_in() -> bool:
 
 
 def attach(bus: Any, settings: Any, redactor: Any, notes: list[str]) -> None:
-    """What ``RLM.run`` calls once per run: subscribe the span builder when tracing is on."""
+    """What ``RLM.run`` calls once per run, before anything is opened: subscribe the span
+    builder when tracing is on. A ``tracing`` value it does not know is a ConfigError."""
     _note_litellm_callbacks(settings, notes)
-    mode = tracing_mode(getattr(settings, "tracing", None))
+    value = getattr(settings, "tracing", None)
+    mode = tracing_mode(value)  # a ConfigError for a value it does not know
     if mode == "off" or (mode == "auto" and not provider_configured()):
         return
+    if mode != "auto":
+        validate_tracing(value)  # a ConfigError when OpenTelemetry is not installed
     from rlm_jupyter.telemetry.spans import SpanBuilder, ensure_provider
 
     ensure_provider(notes)
@@ -131,7 +135,8 @@ def litellm_callbacks() -> list[str]:
     names: list[str] = []
     for attr in ("callbacks", "success_callback", "failure_callback"):
         for cb in getattr(litellm, attr, None) or []:
-            name = cb if isinstance(cb, str) else type(cb).__name__
+            name = cb if isinstance(cb, str) else (getattr(cb, "__name__", None)
+                                                    or type(cb).__name__)
             if name not in names:
                 names.append(name)
     return names
