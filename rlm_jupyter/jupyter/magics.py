@@ -21,6 +21,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, CFloat, CInt, Enum, TraitType, Unicode, observe
 
 from rlm_jupyter.jupyter import messages
+from rlm_jupyter.jupyter.map_magic import map_options
 from rlm_jupyter.jupyter.messages import CellFailure
 from rlm_jupyter.settings import BY_NAME, KNOBS, Knob, deprecated_name
 
@@ -106,6 +107,7 @@ class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
               help="Store the answer in NAME and the full result in NAME_run "
                    "(the last result is always in `_rlm`).")
     @_knob_options
+    @map_options
     @argument("--max-tokens", dest="max_tokens", type=int, default=None,
               help="Deprecated: use --max-total-tokens.")
     @argument("--background", "-b", action="store_true",
@@ -182,6 +184,10 @@ class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
         from rlm_jupyter.jupyter._runner import RunHandle
 
         args = self._parse(line)
+        if args.map is not None:  # %%rlm --map EXPR: jupyter/map_magic.py
+            from rlm_jupyter.jupyter.map_magic import run_map_cell
+
+            return run_map_cell(self, args, cell)
         ns = self.shell.user_ns
         question = (cell if args.raw else interpolate(cell, ns)).strip()
         if not question:
