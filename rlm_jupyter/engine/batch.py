@@ -372,9 +372,18 @@ class _ItemBudget(Budget):
 Emit = Callable[[dict[str, Any]], None]
 
 
+def typed_outputs_available() -> bool:
+    """Whether ``RLM.run`` takes ``output_type`` (typed answers, a separate feature)."""
+    import inspect
+
+    from rlm_jupyter.engine.api import RLM
+
+    return "output_type" in inspect.signature(RLM.run).parameters
+
+
 def run_item(settings: Settings, item: MapItem, *, shared: MapBudget | None,
              gate: RateLimitGate | None, cancel: threading.Event,
-             emit: Emit | None = None) -> ItemResult:
+             emit: Emit | None = None, output_type: Any = None) -> ItemResult:
     """One whole RLM run for one item; never raises (the row carries the error)."""
     from rlm_jupyter.engine.api import RLM
 
@@ -395,15 +404,16 @@ def run_item(settings: Settings, item: MapItem, *, shared: MapBudget | None,
                              max_tokens=_item_token_limit(settings),
                              budget_usd=settings.budget_usd, timeout_s=settings.timeout_s,
                              shared=shared)
+        typed = {"output_type": output_type} if output_type is not None else {}
         result = rlm.run(item.question, item.context, on_event=progress, cancel=cancel,
-                         _budget=budget, _gate=gate)
+                         _budget=budget, _gate=gate, **typed)
     except Exception as exc:  # noqa: BLE001 - a failing item never stops the others
         return _error_result(item, exc, started)
     finally:
         progress.flush()
     return ItemResult(
         index=item.index, key=item.key, question=item.question, answer=result.answer,
-        status=result.status, error=str(result.error) if result.error else None,
+        output=getattr(result, "output", None), status=result.status, error=str(result.error) if result.error else None,
         error_type=type(result.error).__name__ if result.error else None,
         total_tokens=result.total_tokens, cost_usd=result.cost_usd,
         elapsed_s=time.monotonic() - started, run_id=result.run_id,
@@ -486,6 +496,7 @@ class RemoteTask:
     budget_usd_left: float | None
     tokens_left: int | None
     topic: str | None
+    output_type: Any = None
 
 
 def run_remote(task: RemoteTask) -> ItemResult:
@@ -507,7 +518,7 @@ def run_remote(task: RemoteTask) -> ItemResult:
             encoding="utf-8", errors="replace"))
     try:
         result = run_item(task.settings, item, shared=shared, gate=gate, cancel=cancel,
-                          emit=emit)
+                          emit=emit, output_type=task.output_type)
     finally:
         with _REMOTE_LOCK:
             _RUNNING.get(task.map_id, set()).discard(cancel)
@@ -590,10 +601,12 @@ class _ThreadBackend(_Backend):
         self.gate = RateLimitGate()  # one 429 gate for every item of the map
         self.cancel_event = cancel
         self.emit = emit
+        self.output_type: Any = None
 
     def submit(self, item: MapItem) -> Any:
         return self.pool.submit(run_item, self.settings, item, shared=self.shared,
-                                gate=self.gate, cancel=self.cancel_event, emit=self.emit)
+                                gate=self.gate, cancel=self.cancel_event, emit=self.emit,
+                                output_type=self.output_type)
 
     def close(self) -> None:
         if self.own:
@@ -612,6 +625,7 @@ class _RemoteBackend(_Backend):
         self.shared = shared
         self.map_id = map_id
         self.topic: str | None = None
+        self.output_type: Any = None
 
     def task(self, item: MapItem) -> RemoteTask:
         usd, tokens = self.shared.remaining()
@@ -620,7 +634,8 @@ class _RemoteBackend(_Backend):
             item = MapItem(item.index, item.key, item.question,
                            item.context.read_text(encoding="utf-8", errors="replace"))
         return RemoteTask(map_id=self.map_id, settings=self.settings, item=item,
-                          budget_usd_left=usd, tokens_left=tokens, topic=self.topic)
+                          budget_usd_left=usd, tokens_left=tokens, topic=self.topic,
+                          output_type=self.output_type)
 
     def submit(self, item: MapItem) -> Any:
         return self.executor.submit(run_remote, self.task(item))
@@ -696,11 +711,11 @@ def run_map(rlm: RLM, question: str, contexts: Any, *, output_type: Any = None,
             cancel: threading.Event | None = None, item_timeout_s: float | None = None,
             cancel_grace_s: float = 30.0) -> MapResult:
     """See :meth:`rlm_jupyter.engine.api.RLM.map`."""
-    if output_type is not None:
+    if output_type is not None and not typed_outputs_available():
         raise errors.ConfigError(
             "Typed outputs are not available yet: RLM.map(output_type=...) needs the typed "
-            "answers feature, which is not built. Leave output_type=None; each row's 'answer' "
-            "holds the text.")
+            "answers feature (RLM.run(output_type=...)), which this version does not have. "
+            "Leave output_type=None; each row's 'answer' holds the text.")
     if not isinstance(question, str) or not question.strip():
         raise errors.ConfigError("The question is empty: pass the question as a string.")
     if not isinstance(concurrency, int) or concurrency < 1:
@@ -735,6 +750,8 @@ def run_map(rlm: RLM, question: str, contexts: Any, *, output_type: Any = None,
         raise errors.ConfigError(
             f"executor={executor!r} is not an executor: pass None (threads), a "
             "dask.distributed.Client, or a concurrent.futures.Executor.")
+
+    backend.output_type = output_type  # type: ignore[attr-defined]
 
     def emit(event: MapEvent) -> None:
         if on_event is not None:
