@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         from rlm_jupyter.local import cli_main
 
         return int(cli_main(argv[1:]) or 0)
+    if argv[:1] == ["mcp"]:  # `rlm mcp`: the RLM as an MCP server (rlm_jupyter/mcp)
+        return __import__("rlm_jupyter.mcp", fromlist=["main"]).main(argv[1:])
     if argv[:1] == ["demo"]:
         from rlm_jupyter.demo import main as demo_main
 
