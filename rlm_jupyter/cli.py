@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("run", help="run id (prefix) or path to a .jsonl log")
     replay.add_argument("--log-dir")
     replay.set_defaults(fn=cmd_replay)
+    __import__("rlm_jupyter.batch_cli").batch_cli.add_command(sub)  # rlm map
     sub.add_parser("demo", help="the main job: answer a question about a large document")
     sub.add_parser("local", help="fetch, serve and inspect local llama.cpp models")
     args = parser.parse_args(argv)
