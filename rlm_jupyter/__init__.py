@@ -29,6 +29,11 @@ _LAZY = {
     "RunCancelled": "rlm_jupyter.errors",
     "SandboxFailure": "rlm_jupyter.errors",
     "read_trajectory": "rlm_jupyter.engine.trajectory",
+    "Session": "rlm_jupyter.engine.session",
+    "SessionClosed": "rlm_jupyter.engine.session",
+    "OutputValidationError": "rlm_jupyter.engine.output",
+    "ValueTransferError": "rlm_jupyter.engine.output",
+    "export_notebook": "rlm_jupyter.export",
 }
 
 __all__ = sorted(_LAZY) + ["load_ipython_extension", "unload_ipython_extension", "__version__"]

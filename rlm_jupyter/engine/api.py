@@ -7,19 +7,16 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from rlm_jupyter import errors, telemetry
+from rlm_jupyter import errors
 from rlm_jupyter.settings import KNOBS, Settings
 from rlm_jupyter.engine import events as ev
 from rlm_jupyter.engine.budget import Budget
-from rlm_jupyter.engine.cache import ResponseCache
-from rlm_jupyter.engine.llm import LLMClient, get_litellm
-from rlm_jupyter.engine.loop import Run, RunTree
-from rlm_jupyter.engine.preflight import check_context, check_credentials
 from rlm_jupyter.engine.result import RunResult
-from rlm_jupyter.engine.trajectory import JsonlWriter, Trajectory, log_path_for
+from rlm_jupyter.engine.tools import tool_table
 
 if TYPE_CHECKING:
     from rlm_jupyter.engine.batch import MapResult
+    from rlm_jupyter.engine.session import Session
 
 LOCAL_PREFIX = "local/"
 #: The keyword arguments of RLM() that are knobs (every other one goes to the model call).
@@ -44,8 +41,7 @@ class RLM:
                  cell_timeout_s: float = 60.0, memory_mb: int | None = None,
                  num_retries: int = 3, request_timeout_s: float = 120.0,
                  transport: str | None = None, output_chars: int = 20_000,
-                 tracing: bool | str | None = None,
-                 **litellm_kwargs: Any) -> None:
+                 tools: Any = None, **litellm_kwargs: Any) -> None:
         # The signature is explicit for users and IDEs; tests/test_settings_table.py keeps it
         # equal to the knobs in rlm_jupyter/settings.py. ``max_tokens=`` (the old name of
         # max_total_tokens) arrives in litellm_kwargs and is renamed there with a warning.
@@ -53,6 +49,8 @@ class RLM:
         knobs = {name: given[name] for name in KNOB_NAMES}
         self.settings = Settings.resolve(**knobs, litellm_kwargs=litellm_kwargs)
         self.last_result: RunResult | None = None
+        #: Host functions sandboxed code may call by name (engine/tools.py; SECURITY.md).
+        self.tools = tool_table(tools)
 
     def __repr__(self) -> str:
         s = self.settings
@@ -61,9 +59,15 @@ class RLM:
     # -- running ------------------------------------------------------------------------------
     def run(self, question: str, context: Any = None, *,
             on_event: Callable[[ev.Event], None] | None = None,
-            cancel: threading.Event | None = None, _budget: Budget | None = None,
+            cancel: threading.Event | None = None, output_type: Any = None,
+            max_repairs: int = 2, _budget: Budget | None = None,
             _gate: Any = None) -> RunResult:
         """Run to the end and return the result; never raises for a failed run (see ``error``).
+
+        A run is a session of one question (:meth:`session`): its sandbox closes at the end.
+        ``output_type=T`` (a pydantic model, dataclass, TypedDict, int/float/bool/str,
+        list[...]/dict[str, ...] of those, or pandas.DataFrame) makes the answer typed:
+        ``result.output`` holds the validated value; ``max_repairs`` bounds the repair turns.
 
         Blocking and synchronous, so it is safe inside a running event loop (Jupyter): no
         ``asyncio.run`` is involved. ``cancel`` stops the run from another thread.
@@ -72,68 +76,29 @@ class RLM:
         """
         if not isinstance(question, str) or not question.strip():
             raise errors.ConfigError("The question is empty: pass the question as a string.")
-        settings = self._resolved_settings()
-        model = settings.require_model()
-        check_context(context, settings.sandbox)
-        for name in {model, settings.sub_model or model}:
-            check_credentials(name, transport=settings.effective_transport,
-                              api_base=settings.api_base, api_key=settings.api_key)
-        if settings.effective_transport == "litellm":
-            # Import litellm (seconds) while the sandbox starts and loads the context. The
-            # direct HTTP path needs no litellm at all for a model litellm cannot price.
-            threading.Thread(target=get_litellm, daemon=True, name="rlm-import-litellm").start()
-        cancel = cancel or threading.Event()
-        budget = _budget if _budget is not None else Budget(
-            max_subcalls=settings.max_subcalls, max_tokens=settings.max_total_tokens,
-                        budget_usd=settings.budget_usd, timeout_s=settings.timeout_s)
-        cache = ResponseCache(settings.effective_cache_dir) if settings.cache_enabled else None
-        client = LLMClient(api_base=settings.api_base, api_key=settings.api_key,
-                           num_retries=settings.num_retries,
-                           request_timeout_s=settings.request_timeout_s,
-                           litellm_kwargs=settings.request_params, cache=cache,
-                           concurrency=settings.concurrency, cancel=cancel,
-                           transport=settings.effective_transport)
-        if _gate is not None:
-            client.gate = _gate
-        bus = ev.EventBus()
-        tree = RunTree(settings=settings, budget=budget, bus=bus, client=client, cancel=cancel,
-                       stream_root=settings.stream and on_event is not None)
-        collected: list[ev.Event] = []
-        bus.subscribe(collected.append)
-        builder = Trajectory()
-        bus.subscribe(builder.add)
-        notes: list[str] = []
-        telemetry.attach(bus, settings, tree.redactor, notes)  # OpenTelemetry spans, when on
-        root = Run(tree, question, context, model=settings.require_model())
-        writer = self._open_log(root.run_id, settings, notes)
-        if writer is not None:
-            bus.subscribe(writer)
-        if on_event is not None:
-            bus.subscribe(on_event)
-        done = threading.Event()
-        watcher = threading.Thread(target=_close_on_cancel, args=(tree, done), daemon=True,
-                                   name="rlm-cancel-watch")
-        watcher.start()
-        try:
-            outcome = root.execute()
-        finally:
-            done.set()
-            client.close()
-            if writer is not None:
-                writer.close()
-        if budget.unpriced_models:
-            notes.append("No price known for " + ", ".join(sorted(budget.unpriced_models))
-                         + ": counted as $0 (register prices with litellm.register_model).")
-        trajectory = builder.root
-        if outcome.error is not None:
-            outcome.error.trajectory = trajectory
-        result = RunResult(question=question, answer=outcome.answer, run_id=outcome.run_id,
-                           status=outcome.status, usage=budget.usage_dict(),
-                           cost_usd=budget.cost_usd, elapsed_s=budget.elapsed_s(),
-                           trajectory=trajectory, log_path=writer.path if writer else None,
-                           error=outcome.error, notes=notes, events=collected)
+        with self.session(context=context) as session:
+            result = session.ask(question, output_type=output_type, max_repairs=max_repairs,
+                                 on_event=on_event, cancel=cancel, _budget=_budget,
+                                 _gate=_gate)
         self.last_result = result
         return result
+
+    def session(self, context: Any = None, *, name: str | None = None,
+                idle_timeout_s: float | None = None, history_tokens: int | None = None
+                ) -> "Session":
+        """A sandbox and a conversation for several questions (follow-ups keep variables)::
+
+            with rlm.session(context=df) as s:
+                s.ask("Which region sells most?")
+                s.ask("Now split that by month.")
+
+        Closes after ``idle_timeout_s`` without a question (default 1800 s, or
+        ``RLM_SESSION_IDLE_S``); see rlm_jupyter/engine/session.py.
+        """
+        from rlm_jupyter.engine.session import DEFAULT_HISTORY_TOKENS, Session
+
+        return Session(self, context, name=name, idle_timeout_s=idle_timeout_s,
+                       history_tokens=history_tokens or DEFAULT_HISTORY_TOKENS)
 
     def map(self, question: str, contexts: Any, **kwargs: Any) -> "MapResult":
         """One run per item of ``contexts`` under one total budget and one 429 gate.
@@ -194,26 +159,6 @@ class RLM:
         if settings.model and settings.model.startswith(LOCAL_PREFIX):
             settings = _resolve_local(settings)
         return settings
-
-    def _open_log(self, run_id: str, settings: Settings, notes: list[str]) -> JsonlWriter | None:
-        secrets = [settings.api_key or ""]
-        try:
-            return JsonlWriter(log_path_for(settings.effective_log_dir, run_id), secrets=secrets)
-        except OSError as exc:
-            notes.append(f"Run log disabled: cannot write to {settings.effective_log_dir} "
-                         f"({exc}); set RLM_LOG_DIR to a writable folder.")
-            return None
-
-
-def _close_on_cancel(tree: RunTree, done: threading.Event) -> None:
-    """Stop what runs when the user cancels: hang up the model calls in flight (the direct
-    HTTP path waits on them on the run's own threads) and close the sandboxes, which kills a
-    running cell."""
-    while not done.is_set():
-        if tree.cancel.wait(0.05):
-            tree.client.abort_in_flight()
-            tree.close_all_sandboxes()
-            return
 
 
 def _resolve_local(settings: Settings) -> Settings:

@@ -191,11 +191,73 @@ class RunFinished(Event):
     elapsed_s: float = 0.0
 
 
+@dataclass
+class ToolStarted(Event):
+    """Sandboxed code called a user tool (``RLM(tools=...)``); the finished event reuses this
+    ``span_id``. ``arguments_preview`` is the JSON of the arguments, cut short."""
+
+    type: ClassVar[str] = "tool_started"
+    turn: int = 0
+    name: str = ""
+    arguments_preview: str = ""
+
+
+@dataclass
+class ToolFinished(Event):
+    type: ClassVar[str] = "tool_finished"
+    turn: int = 0
+    name: str = ""
+    result_preview: str = ""
+    duration_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class HostCallRecorded(Event):
+    """What a host function (``llm_query``, a tool...) returned to sandboxed code, in call
+    order (``seq``): the run's code can be re-run without a model from these (``export``).
+    ``value`` is the JSON result; None with ``truncated`` when it was too large to log."""
+
+    type: ClassVar[str] = "host_call"
+    turn: int = 0
+    seq: int = 0
+    fn: str = ""
+    value: Any = None
+    error: str | None = None
+    truncated: bool = False
+
+
+@dataclass
+class SessionNote(Event):
+    """Something a session did to this ask: ``kind`` is "followup" (the ask continues a
+    session), "history_compacted" (old turns summarised or dropped to fit the window),
+    "state_lost" (the sandbox was restarted between asks: variables gone)."""
+
+    type: ClassVar[str] = "session_note"
+    session_id: str = ""
+    kind: str = ""
+    message: str = ""
+
+
+@dataclass
+class OutputChecked(Event):
+    """A final value checked against ``output_type``: accepted, or refused with the error the
+    model gets for its repair turn."""
+
+    type: ClassVar[str] = "output_checked"
+    turn: int = 0
+    type_label: str = ""
+    ok: bool = True
+    error: str | None = None
+    repair: int = 0
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         RunStarted, TurnStarted, ModelChunk, ModelResponse, CodeExecuted, SubCallStarted,
         SubCallFinished, ModelRetry, BudgetWarning, BudgetExceededEvent, ErrorEvent, RunFinished,
+        ToolStarted, ToolFinished, HostCallRecorded, SessionNote, OutputChecked,
     )
 }
 

@@ -8,12 +8,13 @@ everything a sub-call touches is thread-safe.
 
 from __future__ import annotations
 
+import json as _json
 import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from rlm_jupyter import errors
 from rlm_jupyter.config import Settings
@@ -25,7 +26,9 @@ from rlm_jupyter.engine.context import (describe_context, lines_containing, norm
 from rlm_jupyter.engine.llm import LLMClient, LLMReply, OnRetry, attempt_error_text
 from rlm_jupyter.engine.parsing import (ParsedReply, is_placeholder, parse_reply,
                                         rebinds_name)
+from rlm_jupyter.engine.output import OutputSpec, OutputValidationError, ValueTransferError, fetch_plain
 from rlm_jupyter.engine.redact import Redactor
+from rlm_jupyter.engine.tools import Tool, invoke, preview
 
 PREVIEW_CHARS = 300
 MAX_PROMPT_CHARS = 2_000_000
@@ -34,6 +37,21 @@ BLIND_PROMPT_CHARS = 400
 #: The temperature of the call after a reply that only repeated earlier code; each repeat in a
 #: row takes the next step (a 1.5B model repeated the same reply three times at 0.7).
 LOOSE_TEMPERATURES = (0.7, 1.0, 1.3)
+#: The largest host-call result kept in the log for ``export`` (JSON characters).
+RECORD_CHARS = 200_000
+#: ``FINAL_VAR('x')`` / ``FINAL_VAR(x)`` / ``FINAL(x)`` in code: the variable a typed answer is in.
+_FINAL_NAME = re.compile(r"FINAL(?:_VAR)?\(\s*['\"]?([A-Za-z_]\w*)['\"]?\s*\)")
+#: The host functions every sandbox gets, before the user's tools.
+HOST_FUNCTIONS = ("llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched")
+
+
+class SandboxHost(Protocol):
+    """Lends a root run a sandbox that outlives it (a session): ``acquire`` opens it or hands
+    back the open one, ``release`` takes it back without closing it."""
+
+    def acquire(self, run: "Run") -> Any: ...
+
+    def release(self, run: "Run") -> None: ...
 
 
 @dataclass
@@ -50,6 +68,11 @@ class RunTree:
     #: Known secrets, replaced in every prompt, event and answer (see engine/redact.py);
     #: gathered once per run tree from the run's key and the environment.
     redactor: Redactor | None = None
+    #: User tools (``RLM(tools=...)``) every run of the tree may call from its sandbox.
+    tools: dict[str, Tool] = field(default_factory=dict)
+    #: The event loop async tools run on (the caller's, for ``Session.aask``), else None.
+    loop: Any = None
+    tool_calls: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -93,8 +116,26 @@ class Run:
     """One RLM: a root run or a child started by ``rlm_query``."""
 
     def __init__(self, tree: RunTree, question: str, context: Any, *, model: str, depth: int = 0,
-                 parent_run_id: str | None = None, parent_span_id: str | None = None) -> None:
+                 parent_run_id: str | None = None, parent_span_id: str | None = None,
+                 host: SandboxHost | None = None, prior: list[dict[str, str]] | None = None,
+                 preamble: str = "", output: OutputSpec | None = None,
+                 start_notes: list[tuple[str, str, str]] | None = None) -> None:
         self.tree = tree
+        #: A session lends the root its sandbox; a run without one opens and closes its own.
+        self.host = host
+        #: Earlier asks' messages (a session's history, already compacted to fit).
+        self.prior = list(prior or [])
+        #: Text put before the question in the first message (a follow-up's note).
+        self.preamble = preamble
+        self.output = output
+        self.output_value: Any = None
+        self._repairs = 0
+        #: (session id, kind, message) notes emitted right after RunStarted.
+        self._start_notes = list(start_notes or [])
+        self.messages: list[dict[str, str]] = []
+        self._host_seq = 0
+        self._host_lock = threading.Lock()
+        self._host_functions: dict[str, Callable[..., Any]] | None = None
         self.question = question
         self._terms = prompts.key_terms(question)  # its words to search for (first message, nudges)
         self.context = normalize_context(context)
@@ -175,6 +216,8 @@ class Run:
                   sandbox=settings.sandbox, context_summary=describe_context(self.context)[:1000],
                   limits={**self.tree.budget.limits(), "max_iterations": settings.max_iterations,
                           "max_depth": settings.max_depth})
+        for session_id, kind, message in self._start_notes:
+            self.emit(ev.SessionNote, session_id=session_id, kind=kind, message=message)
         answer: str | None = None
         error: errors.RLMError | None = None
         status = "ok"
@@ -194,7 +237,10 @@ class Run:
                 self._opener.join()
             if self.sandbox is not None:
                 self.tree.unregister(self.sandbox)
-                _close_quietly(self.sandbox)
+                if self.host is not None:
+                    self.host.release(self)
+                else:
+                    _close_quietly(self.sandbox)
         if self.tree.cancel.is_set() and not isinstance(error, errors.RunCancelled):
             error, status = errors.RunCancelled("The run was cancelled."), "cancelled"
         if answer is not None:
@@ -229,12 +275,11 @@ class Run:
         from rlm_jupyter.sandbox import open_sandbox
 
         settings = self.tree.settings
-        functions: dict[str, Callable[..., Any]] = {
-            "llm_query": self.llm_query,
-            "llm_query_batched": self.llm_query_batched,
-            "rlm_query": self.rlm_query,
-            "rlm_query_batched": self.rlm_query_batched,
-        }
+        if self.host is not None:
+            self.sandbox = self.host.acquire(self)
+            self.tree.register(self.sandbox)
+            return
+        functions = self.host_functions()
         try:
             self.sandbox = open_sandbox(settings.sandbox, context=self.context,
                                         functions=functions, timeout_s=settings.cell_timeout_s,
@@ -253,12 +298,19 @@ class Run:
         # The first model call needs only the context's description, so the sandbox (worker
         # start, context transfer, container start) comes up behind its latency.
         opener = _Background(self._open_sandbox)
+        first = prompts.first_user_message(self.question, describe_context(self.context),
+                                           text=isinstance(self.context, str),
+                                           found=self._key_word_lines())
+        if self.preamble:
+            first = f"{self.preamble}\n\n{first}"
+        if self.output is not None:
+            first = f"{first}\n\n{self.output.instructions()}"
         messages: list[dict[str, str]] = [
-            {"role": "system", "content": prompts.system_prompt(type_name(self.context))},
-            {"role": "user", "content": prompts.first_user_message(
-                self.question, describe_context(self.context),
-                text=isinstance(self.context, str), found=self._key_word_lines())},
+            {"role": "system", "content": self._system_prompt()},
+            *self.prior,
+            {"role": "user", "content": first},
         ]
+        self.messages = messages
         self._opener = opener
         for turn in range(1, settings.max_iterations + 1):
             self.turn = turn
@@ -280,6 +332,10 @@ class Run:
             messages.append({"role": "assistant",
                              "content": parsed.history if parsed.code_blocks else reply.text})
             answer, feedback = self._act_on(parsed)
+            if answer is not None and self.output is not None:
+                answer, feedback, refused = self._check_output(parsed, answer)
+                if refused is not None:
+                    return None, refused
             if answer is not None:
                 return answer, None
             messages.append({"role": "user", "content": feedback})
@@ -305,6 +361,11 @@ class Run:
             best = self._partial_answer() or text or None
         elif refused:
             best = self._partial_answer()
+        if best is not None and self.output is not None:
+            self._repairs = self.output.max_repairs  # no turn left to repair in
+            best, _, bad = self._check_output(parsed, best)
+            if bad is not None:
+                return None, bad
         if best is None:
             why = (f" Its last answer was refused: {_first_line(feedback)}" if refused and
                    feedback else " The model gave no answer.")
@@ -316,6 +377,133 @@ class Run:
             f"The run used all {settings.max_iterations} turns; the answer is the model's best "
             f"guess. Raise max_iterations (or --max-iterations) for a fuller search.",
             used=settings.max_iterations, allowed=settings.max_iterations)
+
+    def _system_prompt(self) -> str:
+        text = prompts.system_prompt(type_name(self.context))
+        section = prompts.tools_section([t.prompt_line() for t in self.tree.tools.values()])
+        return f"{text}\n\n{section}" if section else text
+
+    # -- typed answers ------------------------------------------------------------------------
+    def _final_names(self, parsed: ParsedReply, answer: str) -> list[str]:
+        """Where a typed answer may live: the FINAL_VAR name, names finished with in code, or
+        a FINAL(text) that names a variable."""
+        names: list[str] = []
+        if parsed.final is not None and parsed.final.kind != "text":
+            names.append(parsed.final.value.strip().strip("'\""))
+        for code in reversed(parsed.code_blocks):
+            names.extend(reversed(_FINAL_NAME.findall(code)))
+        token = answer.strip()
+        if token.isidentifier():
+            names.append(token)
+        return list(dict.fromkeys(n for n in names if n.isidentifier()))
+
+    def _check_output(self, parsed: ParsedReply, answer: str
+                      ) -> tuple[str | None, str, errors.RLMError | None]:
+        """Validate a finish against ``output_type``: (answer, "", None) when it fits; else
+        (None, repair message, None) while repairs are left, then (None, "", the error)."""
+        spec = self.output
+        assert spec is not None
+        error = ""
+        raw: Any = answer
+        try:
+            for name in self._final_names(parsed, answer):
+                try:
+                    raw = fetch_plain(self.sandbox, name)
+                except ValueTransferError as exc:
+                    if "no variable named" in str(exc):
+                        continue
+                    raise
+                self.output_value = spec.validate(raw)
+                break
+            else:
+                self.output_value = spec.validate_text(answer)
+        except (ValueError, TypeError, ValueTransferError) as exc:
+            error = str(exc)
+        if not error:
+            self.emit(ev.OutputChecked, turn=self.turn, type_label=spec.label, ok=True,
+                      repair=self._repairs)
+            return answer, "", None
+        self._repairs += 1
+        self.output_value = None
+        self.emit(ev.OutputChecked, turn=self.turn, type_label=spec.label, ok=False,
+                  error=error[:2000], repair=self._repairs)
+        if self._repairs > spec.max_repairs:
+            return None, "", OutputValidationError(
+                f"The answer is not a valid {spec.label} after {spec.max_repairs} repair "
+                f"turn(s): {error[:1000]}. Loosen output_type, raise max_repairs, or try a "
+                f"stronger model.", value=raw)
+        return None, prompts.OUTPUT_REPAIR_MESSAGE.format(label=spec.label,
+                                                          error=error[:2000]), None
+
+    # -- host functions (the sandbox's door to the host) -------------------------------------
+    def host_functions(self) -> dict[str, Callable[..., Any]]:
+        """Every function sandboxed code may call, each recorded (``HostCallRecorded``) so
+        the run's code can be re-run without a model (``export``)."""
+        if self._host_functions is None:
+            plain: dict[str, Callable[..., Any]] = {
+                "llm_query": self.llm_query,
+                "llm_query_batched": self.llm_query_batched,
+                "rlm_query": self.rlm_query,
+                "rlm_query_batched": self.rlm_query_batched,
+            }
+            for name in self.tree.tools:
+                plain[name] = _bound_tool(self, name)
+            self._host_functions = {name: self._recorded(name, fn) for name, fn in plain.items()}
+        return self._host_functions
+
+    def call_host(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Dispatch a host call by name (a session's sandbox calls whichever ask is current)."""
+        fn = self.host_functions().get(name)
+        if fn is None:
+            raise NameError(f"no host function named {name!r}")
+        return fn(*args, **kwargs)
+
+    def _recorded(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            turn = self.turn
+            with self._host_lock:
+                self._host_seq += 1
+                seq = self._host_seq
+            try:
+                value = fn(*args, **kwargs)
+            except Exception as exc:
+                self.emit(ev.HostCallRecorded, turn=turn, seq=seq, fn=name,
+                          error=f"{type(exc).__name__}: {exc}"[:2000])
+                raise
+            try:
+                size = len(_json.dumps(value, ensure_ascii=False))
+            except (TypeError, ValueError):
+                size = RECORD_CHARS + 1
+            too_big = size > RECORD_CHARS
+            self.emit(ev.HostCallRecorded, turn=turn, seq=seq, fn=name,
+                      value=None if too_big else value, truncated=too_big)
+            return value
+
+        return call
+
+    def call_tool(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """A user tool, on behalf of sandboxed code: counted, timed, an event pair; its
+        exception reaches the cell as an error message."""
+        tree = self.tree
+        tool = tree.tools[name]
+        if tree.cancel.is_set():
+            raise errors.RunCancelled("The run was cancelled.")
+        tree.budget.reserve_call(subcall=False)  # the run's time and money limits still hold
+        with tree._lock:
+            tree.tool_calls += 1
+        started = self.emit(ev.ToolStarted, turn=self.turn, name=name,
+                            arguments_preview=preview({"args": list(args), "kwargs": kwargs}))
+        t0 = time.monotonic()
+        try:
+            value = invoke(tool, list(args), dict(kwargs), tree.loop)
+        except Exception as exc:
+            self.emit(ev.ToolFinished, span_id=started.span_id, turn=self.turn, name=name,
+                      duration_s=time.monotonic() - t0,
+                      error=f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        self.emit(ev.ToolFinished, span_id=started.span_id, turn=self.turn, name=name,
+                  result_preview=preview(value), duration_s=time.monotonic() - t0)
+        return value
 
     def _key_word_lines(self) -> list[tuple[str, int, list[str]]]:
         """Where the question's key words occur in a text context: (word, count, first lines).
@@ -504,11 +692,42 @@ class Run:
             return str(model)
         return self.tree.settings.effective_sub_model or self.model
 
-    def llm_query(self, prompt: Any, model: Any = None) -> str:
-        """A plain model call on behalf of sandboxed code; errors become exceptions in the cell."""
+    def llm_query(self, prompt: Any, model: Any = None, json: Any = False) -> Any:
+        """A plain model call on behalf of sandboxed code; errors become exceptions in the cell.
+
+        ``json=True``: the reply is parsed as JSON (the provider's JSON mode where it has one,
+        one repair call when the reply does not parse) and a dict/list/value is returned."""
+        if json is True:
+            return self._json_subcall(_as_prompt(prompt), self._sub_model(model))
         return self._subcall(_as_prompt(prompt), self._sub_model(model))
 
-    def _subcall(self, prompt: str, model: str) -> str:
+    def _json_subcall(self, prompt: str, model: str) -> Any:
+        from rlm_jupyter.engine.jsonmode import json_mode_params, parse_json_reply
+
+        request = prompt + prompts.JSON_SUBCALL_SUFFIX
+        params = json_mode_params(self.tree.client, model)
+        try:
+            text = self._subcall(request, model, sampling=params)
+        except errors.LLMCallError as exc:
+            if params is None or "response_format" not in str(exc):
+                raise
+            params = None  # the server refused JSON mode: ask in words only
+            text = self._subcall(request, model)
+        try:
+            return parse_json_reply(text)
+        except ValueError as exc:
+            repair = prompts.JSON_REPAIR_PROMPT.format(error=exc, prompt=request,
+                                                       reply=text[:4000])
+            text = self._subcall(repair, model, sampling=params)
+        try:
+            return parse_json_reply(text)
+        except ValueError as exc:
+            raise ValueError(f"llm_query(json=True): the reply is not JSON after one repair "
+                             f"({exc}); ask for a simpler shape, or parse the text yourself "
+                             f"with json=False") from None
+
+    def _subcall(self, prompt: str, model: str,
+                 sampling: dict[str, Any] | None = None) -> str:
         tree = self.tree
         if tree.cancel.is_set():
             raise errors.RunCancelled("The run was cancelled.")
@@ -520,7 +739,8 @@ class Run:
                             prompt_preview=prompt[:PREVIEW_CHARS], prompt_chars=len(prompt))
         try:
             reply = self._complete(model, [{"role": "user", "content": prompt}], call="sub",
-                                   span_id=started.span_id, timeout_s=self._call_timeout())
+                                   span_id=started.span_id, timeout_s=self._call_timeout(),
+                                   sampling=sampling)
         except errors.RLMError as exc:
             self.emit(ev.SubCallFinished, span_id=started.span_id, turn=self.turn, model=model,
                       error=str(exc))
@@ -577,6 +797,13 @@ class Run:
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlm-subcall") as pool:
             return list(pool.map(safe, items))
+
+
+def _bound_tool(run: Run, name: str) -> Callable[..., Any]:
+    def tool(*args: Any, **kwargs: Any) -> Any:
+        return run.call_tool(name, *args, **kwargs)
+
+    return tool
 
 
 class _Background:

@@ -213,3 +213,40 @@ def execution_feedback(outputs: list[str], question: str, notes: list[str] = ())
     parts.extend(notes)
     parts.append(CONTINUE_MESSAGE.format(question=question))
     return "\n\n".join(parts)
+
+
+# -- sessions, typed answers, tools (issue 15) -------------------------------------------------
+
+OUTPUT_TYPE_NOTE = (
+    "The answer must be {shape}. Build it in a variable with code, print it to check it, then "
+    "finish with FINAL_VAR('name_of_that_variable') (use plain lists, dicts, numbers and "
+    "strings, or a DataFrame; not your own classes)."
+)
+
+OUTPUT_REPAIR_MESSAGE = (
+    "Your final value was refused: it is not {label}. The check said: {error}\n\nFix the "
+    "variable with code (print it to check), then finish again with FINAL_VAR('name')."
+)
+
+TOOLS_HEADER = "Your own functions, run by the user's kernel (pass and get plain data):"
+
+FOLLOWUP_HEADER = (
+    "This is a follow-up question in the same session: the REPL still holds every variable "
+    "you made before{variables}. Reuse them instead of recomputing."
+)
+FOLLOWUP_STATE_LOST = (
+    "This is a follow-up question, but the REPL was restarted since the last question "
+    "({why}): every variable you made is gone; only `context` is loaded again."
+)
+EARLIER_ASKS_HEADER = "Earlier questions in this session (summarised):"
+
+JSON_SUBCALL_SUFFIX = "\n\nReply with JSON only: no prose, no code fences."
+JSON_REPAIR_PROMPT = (
+    "Your reply below is not valid JSON ({error}). Reply again with only the JSON value, "
+    "nothing else.\n\nThe request was:\n{prompt}\n\nYour reply was:\n{reply}"
+)
+
+
+def tools_section(lines: list[str]) -> str:
+    """The system prompt's list of user tools (``- `name(sig)`: first docstring line``)."""
+    return "\n".join([TOOLS_HEADER, *lines]) if lines else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rlm_jupyter.engine.events import Event
 from rlm_jupyter.engine.trajectory import RunNode
@@ -32,6 +32,29 @@ class RunResult:
     error: RLMError | None = None
     notes: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list, repr=False)
+    #: The typed answer when the run was given ``output_type`` (validated by pydantic), else
+    #: None; ``answer`` stays the text.
+    output: Any = None
+    #: The session this run was an ask of (``RLM.run`` makes a session of one ask).
+    session_id: str | None = None
+    #: User tool calls made by the run tree (``RLM(tools=...)``).
+    tool_calls: int = 0
+    _session: Any = field(default=None, repr=False, compare=False)
+
+    def get(self, name: str, **kwargs: Any) -> Any:
+        """Copy the sandbox variable ``name`` into the caller, by value (plain data and
+        DataFrames; see ``Session.get``). Works while this run's session is open: for an ask
+        of ``rlm.session(...)``, until the session closes. ``RLM.run`` closes its sandbox when
+        it returns, so there use ``output_type=`` for the value you want, or a session."""
+        session = self._session() if self._session is not None else None
+        if session is None or session.closed:
+            from rlm_jupyter.engine.output import ValueTransferError
+
+            raise ValueTransferError(
+                f"Cannot get {name!r}: the sandbox of run {self.run_id} is closed (RLM.run "
+                f"closes it when it returns). Ask for the value with output_type=..., or run "
+                f"the question in rlm.session(context=...) and call s.get({name!r}).")
+        return session.get(name, **kwargs)
 
     @property
     def ok(self) -> bool:
@@ -56,8 +79,21 @@ class RunResult:
                 f"elapsed_s={self.elapsed_s:.1f}, run_id={self.run_id!r})")
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        try:
-            from rlm_jupyter.jupyter.render import result_mimebundle
-        except ImportError:
-            return {"text/plain": repr(self)}
-        return result_mimebundle(self)
+        """The registered display (the Jupyter front end's static views), else the repr.
+
+        The engine never imports a display: ``rlm_jupyter.jupyter.render`` registers itself
+        here when it is imported (by the extension, a run's widget, or the package's public
+        API inside IPython), so a script gets the text repr and a notebook the trajectory."""
+        if _display is not None:
+            return _display(self)
+        return {"text/plain": repr(self)}
+
+
+#: ``RunResult -> mimebundle``, set by a front end with :func:`register_display`.
+_display: Callable[[RunResult], dict[str, str]] | None = None
+
+
+def register_display(fn: Callable[[RunResult], dict[str, str]] | None) -> None:
+    """Make ``fn`` the rich display of every :class:`RunResult` (None: back to the repr)."""
+    global _display
+    _display = fn

@@ -54,6 +54,20 @@ class SubCallNode:
 
 
 @dataclass
+class ToolNode:
+    """A user tool called from sandboxed code (``tool_started``/``tool_finished``)."""
+
+    span_id: str
+    turn: int
+    name: str = ""
+    arguments_preview: str = ""
+    result_preview: str = ""
+    duration_s: float = 0.0
+    error: str | None = None
+    finished: bool = False
+
+
+@dataclass
 class TurnNode:
     turn: int
     span_id: str = ""
@@ -74,6 +88,8 @@ class TurnNode:
     #: Failed attempts of this turn's root call that were tried again, and their errors.
     retries: int = 0
     retry_errors: list[str] = field(default_factory=list)
+    #: User tools this turn's code called, in call order.
+    tools: list[ToolNode] = field(default_factory=list)
 
 
 @dataclass
@@ -122,6 +138,9 @@ class RunNode:
     elapsed_s: float = 0.0
     subcall_count: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: What a session did to this ask and typed-answer checks (``session_note``,
+    #: ``output_checked``), one line each.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def replayed(self) -> bool:
@@ -191,6 +210,7 @@ class Trajectory:
         self._subcalls: dict[str, SubCallNode] = {}
         self._turn_of_subcall: dict[str, TurnNode] = {}
         self._attached: set[str] = set()
+        self._tools: dict[str, ToolNode] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -304,6 +324,25 @@ class Trajectory:
                 target = self._turn(run, event.turn)
             target.retries += 1
             target.retry_errors.append(event.error)
+        elif isinstance(event, ev.ToolStarted):
+            tool = ToolNode(span_id=event.span_id, turn=event.turn, name=event.name,
+                            arguments_preview=event.arguments_preview)
+            self._tools[event.span_id] = tool
+            self._turn(run, event.turn).tools.append(tool)
+        elif isinstance(event, ev.ToolFinished):
+            tool = self._tools.get(event.span_id)
+            if tool is None:
+                tool = self._tools[event.span_id] = ToolNode(span_id=event.span_id,
+                                                             turn=event.turn, name=event.name)
+                self._turn(run, event.turn).tools.append(tool)
+            tool.result_preview, tool.error = event.result_preview, event.error
+            tool.duration_s, tool.finished = event.duration_s, True
+        elif isinstance(event, ev.SessionNote):
+            run.notes.append(f"session {event.kind}: {event.message}")
+        elif isinstance(event, ev.OutputChecked):
+            run.notes.append(f"output {event.type_label}: accepted" if event.ok else
+                             f"output {event.type_label}: refused (repair {event.repair}): "
+                             f"{event.error}")
         elif isinstance(event, (ev.BudgetWarning, ev.BudgetExceededEvent)):
             word = "warning" if isinstance(event, ev.BudgetWarning) else "exceeded"
             run.warnings.append(f"{event.limit} {word}: {event.used:g} of {event.allowed:g}")

@@ -197,6 +197,11 @@ def _text_run(run: RunNode, lines: list[str], indent: str, verbose: bool) -> Non
             retried = sum(s.retries for s in turn.subcalls)
             extra += f", {fmt_retries(retried)}" if retried else ""
             lines.append(f"{indent}  sub-calls: {done}/{len(turn.subcalls)} done{extra}")
+        for tool in turn.tools:
+            outcome = f"error: {one_line(tool.error, 100)}" if tool.error else one_line(
+                tool.result_preview, 100)
+            lines.append(f"{indent}  tool {tool.name}({one_line(tool.arguments_preview, 60)})"
+                         f" -> {outcome} · {fmt_secs(tool.duration_s)}")
         for child in turn.children:
             _text_child(child, lines, indent, verbose)
     for child in _loose_children(run):
@@ -365,6 +370,12 @@ def _html_run(run: RunNode, parts: list[str], open_turns: bool) -> None:
                 parts.append(f"<div class='dim'>… {len(turn.subcalls) - MAX_SUBCALLS_LISTED} more"
                              " sub-calls (see the live view or the JSONL log)</div>")
             parts.append("</details>")
+        for tool in turn.tools:
+            outcome = tool.error or tool.result_preview
+            parts.append(f"<div class='dim'>tool <code>{_e(tool.name)}</code> "
+                         f"{_e(one_line(tool.arguments_preview, 80))} · "
+                         f"{fmt_secs(tool.duration_s)}</div>"
+                         f"<pre{' class=err' if tool.error else ''}>{_e(outcome)}</pre>")
         for child in turn.children:
             _html_child(child, parts, open_turns)
         parts.append("</details>")

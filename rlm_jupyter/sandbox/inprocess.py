@@ -264,6 +264,18 @@ class InProcessSandbox:
             return None
         return self._repl.get_variable(name)
 
+    def get_json(self, name: str, max_chars: int = 1_000_000) -> dict[str, Any]:
+        """A variable by value as plain JSON data (see ``values.py``), copied so that no
+        reference into the sandbox's namespace reaches the caller."""
+        from .values import export
+
+        if self._closed or (self._stuck is not None and not self._stuck.done.is_set()):
+            raise SandboxError("this sandbox is closed or busy; its variables cannot be read")
+        reply = export(self._repl.ns, name, max_chars)
+        if reply.get("ok"):
+            reply["value"] = _json_copy(reply["value"], f"the value of {name}")
+        return reply
+
     def variables(self) -> dict[str, str]:
         if self._closed:
             return {}

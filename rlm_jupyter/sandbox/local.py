@@ -426,6 +426,24 @@ class WorkerSandbox:
         value = reply.get("value") if reply else None
         return value if isinstance(value, str) else None
 
+    def get_json(self, name: str, max_chars: int = 1_000_000) -> dict[str, Any]:
+        """A variable by value as plain JSON data (``values.py``): ``{"ok", "value"|"error"}``.
+
+        Only plain data and DataFrames cross; the host parses nothing but JSON."""
+        max_chars = max(1, min(int(max_chars), MAX_WORKER_LINE // 2))
+        reply = self._query({"op": "get_json", "name": str(name), "max_chars": max_chars},
+                            timeout=60.0)
+        if reply is None:
+            raise SandboxError("the sandbox worker died or stopped answering while copying "
+                               f"{name!r}; its variables are lost")
+        if reply.get("op") != "json_value":
+            raise SandboxError("this sandbox worker cannot copy values out (an older "
+                               "worker.py?); update rlm-jupyter in the image")
+        if reply.get("ok") is True:
+            return {"ok": True, "value": reply.get("value"), "chars": reply.get("chars", 0)}
+        return {"ok": False, "error": _text(reply.get("error"), 2000),
+                "chars": reply.get("chars", 0)}
+
     def variables(self) -> dict[str, str]:
         reply = self._query({"op": "vars"})
         vs = reply.get("vars") if reply else None

@@ -75,6 +75,9 @@ Session, in order:
 3. host -> ``{"op": "get", "id": n, "name": str}``
    -> ``{"op": "value", "id": n, "value": str|null}``
    host -> ``{"op": "vars", "id": n}`` -> ``{"op": "vars", "id": n, "vars": {name: type_name}}``
+   host -> ``{"op": "get_json", "id": n, "name": str, "max_chars": N}``
+   -> ``{"op": "json_value", "id": n, "ok": bool, "value": <json>, "error": str, "chars": N}``
+   (a variable by value, as plain data only: ``values.py``, shipped as ``rlm_sandbox_values``)
    host -> ``{"op": "ping", "id": n}`` -> ``{"op": "pong", "id": n}``
    host -> ``{"op": "shutdown"}`` (the worker exits; closing its input does the same).
 
@@ -170,6 +173,8 @@ def shipped_modules() -> tuple[dict[str, str], list[str]]:
         here = os.path.dirname(os.path.abspath(__file__))
         with open(os.path.join(here, "policy.py"), encoding="utf-8") as fh:
             sources = {"rlm_sandbox_policy": fh.read()}
+        with open(os.path.join(here, "values.py"), encoding="utf-8") as fh:
+            sources["rlm_sandbox_values"] = fh.read()
         packages: list[str] = []
         try:
             import importlib.util

@@ -508,6 +508,11 @@ class Worker:
                                 "value": self.repl.get_variable(msg.get("name"))})
             elif op == "vars":
                 self.chan.send({"op": "vars", "id": mid, "vars": self.repl.variables()})
+            elif op == "get_json":  # a variable by value, as plain JSON (rlm_sandbox_values)
+                import rlm_sandbox_values
+                reply = rlm_sandbox_values.export(self.repl.ns, msg.get("name"),
+                                                  int(msg.get("max_chars") or 1000000))
+                self.chan.send(dict(reply, op="json_value", id=mid))
             elif op == "raw_exec":
                 if not self.raw_exec:
                     self.chan.send({"op": "error", "id": mid, "error": "raw_exec is off"})
