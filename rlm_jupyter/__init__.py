@@ -6,6 +6,7 @@ The public API is imported lazily so ``%load_ext rlm`` stays fast and never impo
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -46,6 +47,10 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     value = getattr(importlib.import_module(module_name), name)
+    if name in ("RLM", "RunResult") and "IPython" in sys.modules:
+        # In a notebook, results display as the static trajectory view: the Jupyter layer
+        # registers it with the engine (which never imports a display itself).
+        importlib.import_module("rlm_jupyter.jupyter.render")
     globals()[name] = value
     return value
 

@@ -233,6 +233,14 @@ class Trajectory:
         with self._lock:
             return [run for run_id, run in self.runs.items() if run_id not in self._attached]
 
+    def turn_node(self, run_id: str, turn: int) -> TurnNode | None:
+        """The node of turn ``turn`` of run ``run_id``, if the stream has it (live displays
+        look up the nodes an event touched)."""
+        return self._turn_by_number.get((run_id, turn))
+
+    def subcall_node(self, span_id: str) -> SubCallNode | None:
+        return self._subcalls.get(span_id)
+
     def totals(self) -> Totals:
         """:meth:`RunNode.totals` summed over :attr:`roots`."""
         return sum((run.totals() for run in self.roots), Totals())
@@ -309,7 +317,8 @@ class Trajectory:
         elif isinstance(event, ev.SubCallFinished):
             node = self._subcalls.get(event.span_id)
             if node is None:
-                node = SubCallNode(span_id=event.span_id, turn=event.turn)
+                node = self._subcalls[event.span_id] = SubCallNode(span_id=event.span_id,
+                                                                   turn=event.turn)
                 self._turn(run, event.turn).subcalls.append(node)
             node.model = event.model or node.model
             node.response_preview, node.error = event.response_preview, event.error

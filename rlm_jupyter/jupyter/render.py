@@ -16,7 +16,8 @@ import re
 import time
 from typing import Any, Iterable
 
-from rlm_jupyter.engine.trajectory import RunNode, SubCallNode, Totals, Trajectory
+from rlm_jupyter.engine.trajectory import (CodeNode, RunNode, SubCallNode, Totals, Trajectory,
+                                          TurnNode)
 
 #: Sub-calls listed per turn in static output; the rest are summarised (a run may make thousands).
 MAX_SUBCALLS_LISTED = 25
@@ -442,3 +443,247 @@ def render_events(events: Iterable[Any], fmt: str = "text") -> str:
     """Convenience for the CLI: ``fmt`` in text | markdown | html."""
     runs = fold(events).roots
     return {"text": render_text, "markdown": render_markdown, "html": render_html}[fmt](runs)
+
+
+# -- live view fragments -----------------------------------------------------------------------
+# The widget (widget.py) folds events with the engine's Trajectory and sends these fragments;
+# widget.js only places them. Each node is a *shell* (its element, created once in the browser,
+# so a <details> keeps the user's open/closed state) holding ``data-part`` elements whose HTML is
+# replaced on update and ``data-slot`` elements that receive child nodes. Classes are widget.css's.
+
+def _attr(text: Any) -> str:
+    return html.escape(str(text if text is not None else ""), quote=True)
+
+
+def run_node_id(run: RunNode) -> str:
+    return f"r:{run.run_id}"
+
+
+def turn_node_id(run_id: str, turn: int) -> str:
+    return f"t:{run_id}:{turn}"
+
+
+def live_head_shell() -> str:
+    return ("<div class='rlm-top' data-node='head'><div class='rlm-header'>"
+            "<span class='rlm-logo'>RLM</span><span class='rlm-pills' data-part='pills'></span>"
+            "<span class='rlm-bars' data-part='bars'></span></div>"
+            "<div class='rlm-question' data-part='q'></div>"
+            "<div class='rlm-meta' data-part='meta'></div></div>")
+
+
+def live_head_parts(runs: list[RunNode], status: str, live: bool,
+                    now: float | None = None) -> dict[str, str]:
+    """Status, counters, budget bars, question and settings of the run (the header)."""
+    root = runs[0] if runs else None
+    t = totals(runs) if runs else Totals()
+    elapsed = elapsed_s(root, now) if root is not None else 0.0
+    ticking = "1" if live and status in ("running", "stopping") else "0"
+    running = f" ({t.subcalls_running} running)" if t.subcalls_running else ""
+    failed = sum(1 for run in runs for s in run.all_subcalls() if s.error) if t.subcalls else 0
+    failed_s = f" · {failed} failed" if failed else ""
+    pills = [f"<span class='rlm-pill rlm-status rlm-st-{_attr(status)}'>{_e(status)}</span>",
+             f"<span class='rlm-pill rlm-c-elapsed' data-elapsed='{elapsed:.3f}' "
+             f"data-ticking='{ticking}'>⏱ {fmt_secs(elapsed)}</span>",
+             f"<span class='rlm-pill rlm-c-turns'>{t.turns} turns</span>",
+             f"<span class='rlm-pill rlm-c-subcalls'>{t.subcalls} sub-calls{running}{failed_s}</span>",
+             f"<span class='rlm-pill rlm-c-tokens'>{fmt_tokens(t.tokens)} tokens</span>",
+             f"<span class='rlm-pill rlm-c-cost'>{fmt_cost(t.cost_usd)}</span>"]
+    if t.retries:
+        pills.append("<span class='rlm-pill rlm-c-retries' title='failed model attempts that "
+                     f"were tried again'>{fmt_retries(t.retries)}</span>")
+    if root is not None and root.replayed:
+        pills.append(f"<span class='rlm-pill rlm-c-replayed' title='{_attr(REPLAYED_HELP)}'>"
+                     f"{REPLAYED}</span>")
+    bars = []
+    if root is not None:
+        for label, used, allowed in budget_bars(root, t, now):
+            pct = max(0.0, min(100.0, 100.0 * used / allowed))
+            level = " full" if pct >= 100 else (" warn" if pct >= 80 else "")
+            bars.append(f"<span class='rlm-bar{level}' title='{_attr(label)}: {used:.4g} of "
+                        f"{allowed:.4g}'><span class='rlm-bar-label'>{_e(label)}</span>"
+                        f"<span class='rlm-track'><i style='width:{pct:.0f}%'></i></span></span>")
+    question = meta = ""
+    if root is not None:
+        question = _e("Q: " + one_line(root.question, 400)) if root.question else ""
+        bits = []
+        if root.model:
+            bits.append(f"model {root.model}")
+        if root.sub_model and root.sub_model != root.model:
+            bits.append(f"sub-model {root.sub_model}")
+        if root.sandbox:
+            bits.append(f"sandbox {root.sandbox}")
+        if root.context_summary:
+            bits.append(f"context {one_line(root.context_summary, 140)}")
+        meta = _e(" · ".join(bits))
+    return {"pills": "".join(pills), "bars": "".join(bars), "q": question, "meta": meta}
+
+
+def live_run_shell(run: RunNode, is_root: bool) -> str:
+    nid = _attr(run_node_id(run))
+    if is_root:
+        return (f"<div class='rlm-run' data-node='{nid}'><div class='rlm-turns' data-slot='turns'>"
+                "</div><div class='rlm-kids' data-slot='kids'></div></div>")
+    return (f"<details class='rlm-run rlm-child' open data-node='{nid}' data-key='{nid}'>"
+            "<summary data-part='sum'></summary><div class='rlm-turns' data-slot='turns'></div>"
+            "<div class='rlm-kids' data-slot='kids'></div>"
+            "<div class='rlm-child-answer' data-part='ans'></div></details>")
+
+
+def live_run_parts(run: RunNode, from_subcall: int | None = None) -> dict[str, str]:
+    """A child run's summary line and answer (a root run has none: the header shows them)."""
+    origin = f" · from sub-call #{from_subcall + 1}" if from_subcall is not None else ""
+    summary = (f"<span class='rlm-tag'>child RLM</span> {_e(one_line(run.question, 90))} "
+               f"<span class='rlm-dim'>{_e(run.status)}{origin}</span>")
+    if run.answer is not None:
+        answer = _e("↳ " + one_line(run.answer, 300))
+    elif run.error:
+        answer = _e(f"↳ {run.error_type or 'error'}: {one_line(run.error, 300)}")
+    else:
+        answer = ""
+    return {"sum": summary, "ans": answer}
+
+
+def live_turn_shell(node_id: str) -> str:
+    nid = _attr(node_id)
+    return (f"<details class='rlm-turn' open data-node='{nid}' data-key='{nid}'>"
+            "<summary data-part='sum'></summary><pre class='rlm-text' data-part='text'></pre>"
+            "<div class='rlm-codes' data-slot='codes'></div>"
+            "<div class='rlm-tools' data-part='tools'></div>"
+            f"<details class='rlm-subs' data-key='subs:{nid}' data-flag='subs'>"
+            "<summary data-part='subsum'></summary>"
+            "<div class='rlm-subs-body' data-slot='subs'></div></details>"
+            "<div class='rlm-kids' data-slot='kids'></div></details>")
+
+
+def live_turn_parts(turn: TurnNode) -> dict[str, str]:
+    bits = []
+    if turn.responded:
+        bits += [f"{fmt_tokens(turn.prompt_tokens + turn.completion_tokens)} tok",
+                 fmt_secs(turn.latency_s)]
+    if turn.cached:
+        bits.append("cached")
+    if turn.streaming:
+        bits.append("streaming…")
+    if turn.code:
+        bits.append(f"{len(turn.code)} code")
+    if turn.subcalls:
+        bits.append(f"{len(turn.subcalls)} sub-calls")
+    summary = (f"<b>Turn {turn.turn}</b> <span class='rlm-dim'>{_e(' · '.join(bits))}"
+               f"{_e(retry_note(turn))}</span>")
+    text = turn.text if turn.streaming else collapse_fences(turn.text)
+    subs = ""
+    if turn.subcalls:
+        done = failed = cached = retried = 0
+        for s in turn.subcalls:
+            done += s.finished
+            failed += bool(s.error)
+            cached += s.cached
+            retried += s.retries
+        extra = (f" · {failed} failed" if failed else "") + (f" · {cached} cached" if cached else "")
+        extra += f" · {fmt_retries(retried)}" if retried else ""
+        subs = _e(f"{len(turn.subcalls)} sub-calls · {done} done{extra}")
+    tools = "".join(
+        f"<div class='rlm-dim'>tool <code>{_e(tool.name)}</code> "
+        f"{_e(one_line(tool.arguments_preview, 80))} · "
+        f"{fmt_secs(tool.duration_s) if tool.finished else 'running'}</div>"
+        f"<pre class='rlm-{'err' if tool.error else 'out'}'>"
+        f"{_e(tool.error or tool.result_preview)}</pre>"
+        for tool in getattr(turn, "tools", ()))
+    return {"sum": summary, "text": _e(text), "subsum": subs, "tools": tools,
+            # the streaming mark and empty blocks are styled by flags, not by the browser
+            "@text": "streaming" if turn.streaming else ("" if text else "empty"),
+            "@subs": "" if turn.subcalls else "empty"}
+
+
+def live_code(node_id: str, code: CodeNode) -> str:
+    """A code block as run (highlighted by Pygments), its output and error; final at once."""
+    status = "timed out" if code.timed_out else ("error" if code.error else "ok")
+    label = (f"code #{code.index + 1} · {status} · {fmt_secs(code.duration_s)}"
+             + (" · sandbox restarted" if code.restarted else ""))
+    out = [f"<div class='rlm-code' data-node='{_attr(node_id)}'><div class='rlm-dim'>{_e(label)}"
+           f"</div><div class='rlm-src'>{highlight_python(clip(code.code, MAX_BLOCK_CHARS))}</div>"]
+    if code.stdout:
+        out.append(f"<pre class='rlm-out'>{_e(clip(code.stdout, MAX_BLOCK_CHARS))}</pre>")
+    if code.error:
+        out.append(f"<pre class='rlm-err'>{_e(clip(code.error, MAX_BLOCK_CHARS))}</pre>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def live_sub_shell(node_id: str) -> str:
+    nid = _attr(node_id)
+    return (f"<details class='rlm-sub' data-node='{nid}' data-key='{nid}'>"
+            "<summary data-part='sum'></summary><div data-part='body'></div></details>")
+
+
+def live_sub_parts(sub: SubCallNode, index: int) -> dict[str, str]:
+    state = ("error" if sub.error else
+             ("cached" if sub.cached else ("done" if sub.finished else "running")))
+    toks = (f"{fmt_tokens(sub.prompt_tokens + sub.completion_tokens)} tok · "
+            f"{fmt_secs(sub.latency_s)}") if sub.finished else ""
+    retries = f" · {fmt_retries(sub.retries)}" if sub.retries else ""
+    summary = (f"<span class='rlm-sub-n'>#{index + 1}</span> {_e(one_line(sub.prompt_preview, 80))}"
+               f" <span class='rlm-dim'>{_e(toks + retries)}</span> "
+               f"<span class='rlm-state rlm-{state}'>{state}</span>")
+    if sub.finished and sub.response_preview:
+        summary += f" <span class='rlm-dim'>→ {_e(one_line(sub.response_preview, 60))}</span>"
+    body = [f"<div class='rlm-dim'>prompt ({sub.prompt_chars:,} chars)"
+            f"{_e(' · ' + sub.model) if sub.model else ''}</div>"
+            f"<pre class='rlm-out'>{_e(sub.prompt_preview)}</pre>"]
+    if sub.retries:
+        last = sub.retry_errors[-1] if sub.retry_errors else ""
+        body.append(f"<div class='rlm-dim'>{_e(fmt_retries(sub.retries))} · last error: "
+                    f"{_e(last)}</div>")
+    response = sub.error or sub.response_preview or ("" if sub.finished else "…")
+    body.append(f"<div class='rlm-dim'>response</div><pre class='rlm-{'err' if sub.error else 'out'}'>"
+                f"{_e(response)}</pre>")
+    return {"sum": summary, "body": "".join(body)}
+
+
+def live_end_shell() -> str:
+    return ("<div class='rlm-end' data-node='end'><div class='rlm-notes' data-part='notes'></div>"
+            "<div class='rlm-answer' data-part='answer'></div></div>")
+
+
+def live_end_parts(root: RunNode | None) -> dict[str, str]:
+    """Warnings and errors of the root run, then its answer (Markdown) or its error."""
+    if root is None:
+        return {"notes": "", "answer": ""}
+    notes = []
+    for warning in root.warnings[-3:]:
+        if root.error and warning.endswith(root.error):
+            continue
+        cls = "rlm-warn" if (" warning: " in warning or " exceeded: " in warning) else "rlm-err-line"
+        notes.append(f"<div class='{cls}'>⚠ {_e(one_line(warning, 300))}</div>")
+    answer = []
+    if root.answer is not None:
+        label = "Answer" if root.status == "ok" else "Partial answer"
+        answer.append(f"<div class='rlm-final'><div class='rlm-answer-label'>{label}</div>"
+                      f"<div class='rlm-md'>{_markdown_cached(root.answer)}</div></div>")
+    if root.error:
+        answer.append(f"<div class='rlm-final rlm-failed'><div class='rlm-err-line'>"
+                      f"{_e(root.error_type or root.status)}: {_e(root.error)}</div></div>")
+    return {"notes": "".join(notes), "answer": "".join(answer)}
+
+
+_MD_CACHE: dict[str, str] = {}
+
+
+def _markdown_cached(text: str) -> str:
+    """The answer is re-rendered on every header refresh of a finished run: convert it once."""
+    out = _MD_CACHE.get(text)
+    if out is None:
+        if len(_MD_CACHE) > 64:
+            _MD_CACHE.clear()
+        out = _MD_CACHE[text] = markdown_to_html(text)
+    return out
+
+
+def _register() -> None:
+    """Results display through these views (the engine finds them here, never imports us)."""
+    from rlm_jupyter.engine import result
+
+    result.register_display(result_mimebundle)
+
+
+_register()

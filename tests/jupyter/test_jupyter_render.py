@@ -116,3 +116,36 @@ def test_progress_printer_is_compact() -> None:
     assert lines[0].startswith("▶ RLM")
     assert lines[-1].startswith("■ ok")
     assert any("sub-calls 500/500 done, 1 failed" in ln for ln in lines)
+
+
+def test_engine_imports_no_display_and_a_script_result_has_a_text_repr() -> None:
+    """No engine module imports jupyter/ (issue 13.3): a RunResult made in a plain script
+    displays as its repr; once the Jupyter layer is imported it displays the trajectory."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    import rlm_jupyter.engine as engine_pkg
+
+    modules = [f"rlm_jupyter.engine.{m.name}" for m in pkgutil.iter_modules(engine_pkg.__path__)]
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "up = sorted(m for m in sys.modules if m.startswith(('rlm_jupyter.jupyter', 'IPython')))\n"
+        "assert not up, up\n"
+        "from rlm_jupyter.engine.result import RunResult\n"
+        "r = RunResult(question='q', answer='forty-two', run_id='r1', status='ok')\n"
+        "assert r._repr_mimebundle_() == {'text/plain': repr(r)}, r._repr_mimebundle_()\n"
+        "assert \"answer='forty-two'\" in repr(r) and \"status='ok'\" in repr(r)\n"
+        "import rlm_jupyter.jupyter.render\n"
+        "from rlm_jupyter.engine.trajectory import Trajectory\n"
+        "from rlm_jupyter.engine import events as ev\n"
+        "r.events = [ev.RunStarted(run_id='r1', question='q'), "
+        "ev.RunFinished(run_id='r1', answer='forty-two')]\n"
+        "b = r._repr_mimebundle_()\n"
+        "assert 'forty-two' in b['text/html'] and b['text/plain'].startswith(repr(r)), b\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from rlm_jupyter.engine import events as ev
 from rlm_jupyter.jupyter.widget import RunWidget
 
 from jupyter_synth import synthetic_run
@@ -21,22 +22,66 @@ class Recorder(RunWidget):
         self.sent.append(content)
 
 
-def test_batches_are_contiguous_deltas() -> None:
+def replay_deltas(messages: list[dict]) -> dict[str, dict]:
+    """What a browser view holds after applying ``messages`` in order (widget.js's rules:
+    a node is created once from its shell, then only its parts change)."""
+    nodes: dict[str, dict] = {}
+    for m in messages:
+        for n in m["nodes"]:
+            if n["id"] not in nodes:
+                assert "shell" in n, f"update for a node never created: {n['id']}"
+                nodes[n["id"]] = {**n, "parts": dict(n["parts"])}
+            else:
+                assert "shell" not in n, f"node created twice: {n['id']}"
+                nodes[n["id"]]["parts"].update(n.get("parts", {}))
+                if "open" in n:
+                    nodes[n["id"]]["open"] = n["open"]
+    return nodes
+
+
+def test_deltas_are_numbered_and_carry_only_changes() -> None:
     w = Recorder(live=True, max_rate=10)
-    events = synthetic_run(300)
-    for e in events:
+    for e in synthetic_run(300):
         w(e)
     w.finish()
-    starts = [m["start"] for m in w.sent]
-    assert starts[0] == 0
-    total = 0
-    for m in w.sent:
-        assert m["start"] == total  # each batch starts where the last ended: no resends
-        total += len(m["events"])
-    assert total == len(w.events)
+    assert [m["seq"] for m in w.sent] == list(range(1, len(w.sent) + 1))  # no gaps, no resends
+    assert all(m["kind"] == "delta" for m in w.sent)
     assert len(w.sent) <= 3  # fed in a burst: throttled into a few messages
-    assert w.live is False and len(w.final_events) <= len(w.events)
-    assert not any(e["type"] == "model_chunk" for e in w.final_events)
+    view = replay_deltas(w.sent)
+    snap = {n["id"]: n for n in w.snapshot["nodes"]}
+    assert w.snapshot["seq"] == w.sent[-1]["seq"] and view.keys() == snap.keys()
+    for key, node in snap.items():  # the deltas add up to exactly the final snapshot
+        assert view[key]["parts"] == node["parts"] and view[key].get("open") == node.get("open")
+    assert sum(1 for k in snap if k.startswith("s:")) == 300
+    assert w.live is False
+    head = snap["head"]["parts"]["pills"]
+    assert ">ok<" in head and "300 sub-calls · 1 failed" in head and "3 turns" in head
+    answer = snap["end"]["parts"]["answer"]
+    assert "<strong>42</strong>" in answer and "Answer" in answer  # Markdown, by mistune
+    code = snap["c:root01:1:0"]["shell"]
+    assert "rlm-src" in code and "<span" in code  # highlighted by Pygments
+    child = snap["r:child1"]
+    assert child["parent"] == "t:root01:2" and child["slot"] == "kids"
+    assert "from sub-call #1" in child["parts"]["sum"] and "42" in child["parts"]["ans"]
+    assert snap["t:root01:1"]["open"] is False and snap["t:root01:2"]["open"] is True
+
+
+def test_an_update_sends_only_the_nodes_and_parts_that_changed() -> None:
+    w = Recorder(live=True, max_rate=0)
+    events = synthetic_run(3, finished=False)
+    for e in events:
+        w(e)
+    w.flush()
+    before = len(w.sent)
+    w(ev.SubCallStarted(run_id="root01", turn=2, span_id="late", prompt_preview="one more"))
+    w.flush()
+    delta = w.sent[before:]
+    ids = {n["id"] for m in delta for n in m["nodes"]}
+    assert ids <= {"head", "end", "s:late", "t:root01:2"}, ids
+    new = [n for m in delta for n in m["nodes"] if n["id"] == "s:late"][0]
+    assert "one more" in new["parts"]["sum"] and "#4" in new["parts"]["sum"]
+    turn = [n for m in delta for n in m["nodes"] if n["id"] == "t:root01:2"][0]
+    assert set(turn["parts"]) == {"sum", "subsum"}  # the model text did not change: not resent
 
 
 def test_rate_limit_over_time() -> None:
@@ -49,17 +94,24 @@ def test_rate_limit_over_time() -> None:
     elapsed = time.monotonic() - start
     time.sleep(0.15)
     assert len(w.sent) <= elapsed * 10 + 2
+    assert replay_deltas(w.sent)["end"]["parts"]["answer"]  # and nothing was lost
 
 
-def test_chunks_merge_while_waiting() -> None:
+def test_streamed_text_reaches_the_view_merged() -> None:
     w = Recorder(live=True, max_rate=1)
     events = synthetic_run(1)
-    w(events[0])  # flushes at once (first event)
-    w(events[1])
-    w(events[2])
-    w(events[3])  # two chunks of the same span
-    chunks = [e for e in w.events if e["type"] == "model_chunk"]
-    assert len(chunks) == 1 and chunks[0]["delta"].startswith("Let me look at the context.")
+    for e in events[:4]:  # run, turn, two chunks of the same reply
+        w(e)
+    w.flush()
+    view = replay_deltas(w.sent)
+    turn = view["t:root01:1"]["parts"]
+    assert turn["text"].startswith("Let me look at the context.") and turn["@text"] == "streaming"
+    assert "streaming…" in turn["sum"]
+    for e in events[4:]:
+        w(e)
+    w.finish()
+    turn = replay_deltas(w.sent)["t:root01:1"]["parts"]
+    assert turn["@text"] == "" and "⟨code #1 below⟩" in turn["text"]
 
 
 def test_resync_and_stop_messages() -> None:
@@ -68,10 +120,15 @@ def test_resync_and_stop_messages() -> None:
     for e in synthetic_run(3, finished=False):
         w(e)
     w.flush()
-    w._on_frontend_msg(w, {"kind": "resync", "have": 2}, [])
-    assert w.sent[-1]["start"] == 2
+    w._on_frontend_msg(w, {"kind": "resync"}, [])
+    snap = w.sent[-1]
+    assert snap["kind"] == "snapshot" and snap["seq"] == w.sent[-2]["seq"]
+    assert {n["id"] for n in snap["nodes"]} == set(replay_deltas(w.sent[:-1]))
+    assert all("shell" in n for n in snap["nodes"])
     w._on_frontend_msg(w, {"kind": "stop"}, [])
     assert cancel.is_set() and w.stop_requested
+    w.flush()
+    assert ">stopping<" in replay_deltas(w.sent[:-2] + w.sent[-1:])["head"]["parts"]["pills"]
 
 
 def test_repr_is_stable_and_bundle_has_fallbacks() -> None:
@@ -81,8 +138,28 @@ def test_repr_is_stable_and_bundle_has_fallbacks() -> None:
     data = data[0] if isinstance(data, tuple) else data
     assert "application/vnd.jupyter.widget-view+json" in data
     assert "<details" in data["text/html"] and data["text/plain"] == repr(w)
+    assert w.snapshot["nodes"]  # a replayed run is complete for any view at once
     live = RunWidget(live=True)
     assert repr(live) == "<RLM live view: waiting, 0 turns, 0 sub-calls, 0 tokens>"
+
+
+def test_static_view_beside_the_widget() -> None:
+    """The static view is an empty marker while the run is live and the full static HTML when
+    it ends; the widget's own bundle then leaves HTML out (no second copy without widgets)."""
+    w = Recorder(live=True)
+    w._static_id = "rlm-static-test"  # what display_static() sets once displayed
+    assert w._static_bundle()["text/html"] == (
+        f"<div class='rlm-static-beside' data-rlm-uid='{w.uid}'></div>")
+    for e in synthetic_run(3):
+        w(e)
+    w.finish()
+    static = w._static_bundle()
+    assert static["text/html"].startswith(f"<div class='rlm-static-beside' data-rlm-uid='{w.uid}'>")
+    assert "<strong>42</strong>" in static["text/html"] and "<details" in static["text/html"]
+    assert "Answer" in static["text/plain"]
+    data = w._repr_mimebundle_()
+    data = data[0] if isinstance(data, tuple) else data
+    assert "text/html" not in data and data["text/plain"] == repr(w)
 
 
 def test_two_thousand_subcalls_stay_cheap() -> None:
@@ -95,6 +172,7 @@ def test_two_thousand_subcalls_stay_cheap() -> None:
     assert time.perf_counter() - start < 5.0
     assert w.tree.totals().subcalls == 2000
     assert repr(w).startswith("<RLM live view: ok, 3 turns, 2000 sub-calls")
+    assert sum(1 for n in w.snapshot["nodes"] if n["id"].startswith("s:")) == 2000
 
 
 def test_widget_assets_ship() -> None:
@@ -106,3 +184,24 @@ def test_widget_assets_ship() -> None:
     js = (here / "widget.js").read_text()
     assert "export default" in js and "import " not in js.split("export default")[0][:200]
     assert (here / "widget.css").stat().st_size > 0
+
+
+def test_widget_js_only_places_fragments() -> None:
+    """Render once: no fold of events, no Markdown renderer, no highlighter in the browser,
+    and no module-level state that outlives a view."""
+    import re
+    from pathlib import Path
+
+    import rlm_jupyter.jupyter as pkg
+
+    js = (Path(pkg.__file__).parent / "widget.js").read_text()
+    for event_type in ("run_started", "turn_started", "model_chunk", "model_response",
+                       "code_executed", "subcall_started", "subcall_finished", "llm_retry",
+                       "run_finished", "budget_warning"):
+        assert event_type not in js, event_type
+    for renderer in ("renderMarkdown", "highlight", "inlineMd", "fmtTokens", "fmtCost", "<strong>",
+                     "<em>", "<code>"):
+        assert renderer not in js, renderer
+    module_level = js.split("function render(")[0]
+    assert not re.search(r"\bnew (Map|Set|WeakMap)\b|\blet\b|\bvar\b", module_level)
+    assert "return () =>" in js.split("function render(")[1]  # the view cleans up after itself
