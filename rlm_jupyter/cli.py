@@ -1,43 +1,82 @@
-"""``rlm``: run, doctor, logs, replay, demo and local-model commands from a terminal."""
+"""``rlm``: a thin adapter (parse, call, print) over the engine and ``rlm_jupyter/commands``.
+
+``rlm run``'s flags are built from the settings table (``rlm_jupyter/settings.py``); ``logs``,
+``replay``, ``models``, ``config`` and ``doctor`` parse with the same arguments as ``%rlm`` and
+print what the same command returns, so the two front ends show the same thing. A mistake is
+one ``rlm: ...`` line on stderr and exit status 2.
+
+Adding a subcommand from another module: write ``add_command(subparsers)`` there, which calls
+``subparsers.add_parser(NAME, help=...)``, adds its arguments and ``set_defaults(fn=...)`` (``fn``
+takes the parsed arguments and returns the exit status), and list the module in
+:data:`COMMAND_MODULES`. A subcommand that parses its own argv goes in :data:`PASSTHROUGH`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import glob
+import importlib
 import sys
-import time
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from rlm_jupyter.commands import HelpShown, arguments_for
+from rlm_jupyter.commands._parser import CommandParser
+from rlm_jupyter.errors import CommandError, ConfigError
+from rlm_jupyter.settings import DEPRECATED_FLAGS, KNOBS, NO_MODEL, Settings, deprecated_name
+
+#: Modules that each add subcommands with ``add_command(subparsers)`` (see the module docstring).
+COMMAND_MODULES: list[str] = ["rlm_jupyter.batch_cli"]  # rlm map
+#: Subcommands that parse their own arguments: NAME -> ``module:function(argv) -> int``.
+PASSTHROUGH: dict[str, tuple[str, str]] = {
+    "local": ("rlm_jupyter.local", "cli_main"),
+    "demo": ("rlm_jupyter.demo", "main"),
+    "mcp": ("rlm_jupyter.mcp", "main"),
+}
 
 
-def _read_context(specs: list[str]) -> Any:
-    """``--context FILE`` (globs allowed); several files become a dict of named texts."""
-    paths: list[Path] = []
-    for spec in specs:
-        matches = sorted(glob.glob(spec)) or [spec]
-        paths.extend(Path(m) for m in matches)
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise SystemExit(f"rlm: no such file: {', '.join(missing)}")
-    texts = {str(p): p.read_text(encoding="utf-8", errors="replace") for p in paths}
-    if len(texts) == 1:
-        return next(iter(texts.values()))
-    return texts
+# --------------------------------------------------------------------------- run
+def add_knob_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per knob the CLI shows (``--no-X`` too for a ``bool`` knob), from the table."""
+    for knob in KNOBS:
+        if not knob.cli:
+            continue
+        parser.add_argument(*knob.cli, **knob.argparse_kwargs())
+        if knob.type is bool:
+            parser.add_argument("--no-" + knob.cli[0][2:], dest=knob.name, action="store_false",
+                                default=None, help=f"turn {knob.cli[0]} off")
+    for flag, new in DEPRECATED_FLAGS.items():
+        parser.add_argument(flag, dest=flag[2:].replace("-", "_"), type=int, default=None,
+                            help=f"deprecated: use --{new.replace('_', '-')}")
+
+
+def knob_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The knobs given on the command line (deprecated flags renamed, with a warning)."""
+    values = {k.name: getattr(args, k.name) for k in KNOBS
+              if k.cli and getattr(args, k.name, None) is not None}
+    for flag, new in DEPRECATED_FLAGS.items():
+        old = getattr(args, flag[2:].replace("-", "_"), None)
+        if old is not None:
+            deprecated_name(flag[2:].replace("-", "_"))
+            values.setdefault(new, old)
+    return values
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from rlm_jupyter import RLM
-    from rlm_jupyter.errors import ConfigError
+    from rlm_jupyter.commands.context import read_paths
+    from rlm_jupyter.jupyter.progress import ProgressPrinter
 
-    context = _read_context(args.context) if args.context else None
-    try:
-        rlm = RLM(model=args.model, sub_model=args.sub_model, sandbox=args.sandbox,
-                  max_depth=args.max_depth, max_iterations=args.max_iterations,
-                  budget_usd=args.budget, timeout_s=args.timeout)
-        result = rlm.run(args.question, context=context, on_event=_printer(args.quiet))
-    except ConfigError as exc:
-        print(f"rlm: {exc}", file=sys.stderr)
-        return 2
+    knobs = knob_values(args)
+    if not (knobs.get("model") or Settings.resolve().model):
+        raise CommandError(NO_MODEL)
+    context = read_paths(args.context) if args.context else None
+    rlm = RLM(**knobs)
+    printer = ProgressPrinter(write=lambda line: print(line, file=sys.stderr, flush=True))
+
+    def show(event: Any) -> None:  # a terminal has no cell to own: write as events come
+        printer(event)
+        printer.drain()
+
+    result = rlm.run(args.question, context=context, on_event=None if args.quiet else show)
     print(result.answer or "")
     retries = sum(int(u.get("retries", 0)) for u in result.usage.values())
     print(f"-- {result.status}, {result.total_tokens:,} tokens, ${result.cost_usd:.4f}, "
@@ -49,119 +88,107 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _printer(quiet: bool) -> Any:
-    def show(event: Any) -> None:
-        if quiet:
-            return
-        indent = "  " * event.depth
-        if event.type == "turn_started":
-            print(f"{indent}turn {event.turn}", file=sys.stderr, flush=True)
-        elif event.type == "code_executed":
-            status = "error" if event.error else "ok"
-            print(f"{indent}  code {status} ({event.duration_s:.2f}s)", file=sys.stderr)
-        elif event.type == "subcall_finished":
-            print(f"{indent}  sub-call {event.model} {event.latency_s:.2f}s"
-                  + (" (cached)" if event.cached else ""), file=sys.stderr)
-        elif event.type == "llm_retry":
-            print(f"{indent}  retry {event.call} call to {event.model} (attempt {event.attempt} "
-                  f"failed: {event.error}; next in {event.wait_s:.1f}s)", file=sys.stderr)
-    return show
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from rlm_jupyter.doctor import run_checks
-
-    checks = run_checks(ping=args.ping)
-    for check in checks:
-        print(check.line())
-    return 0 if all(c.ok for c in checks if c.name in ("litellm", "RestrictedPython")) else 1
+# --------------------------------------------------------------------------- shared commands
+def _log_dir(args: argparse.Namespace) -> Any:
+    return Settings.resolve(log_dir=getattr(args, "log_dir", None)).effective_log_dir
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from rlm_jupyter.config import Settings
-    from rlm_jupyter.engine.trajectory import list_runs
+    from rlm_jupyter.commands.logs import logs_text
 
-    log_dir = args.log_dir or Settings.resolve().effective_log_dir
-    rows = list_runs(log_dir, limit=args.limit)
-    if not rows:
-        print(f"No runs in {log_dir}.")
-        return 0
-    print(f"{'time':19}  {'run':12}  {'status':9}  {'turns':>5}  {'subs':>5}  {'tokens':>8}  "
-          f"{'cost':>8}  {'retry':>5}  question")
-    for r in rows:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started))
-        print(f"{stamp:19}  {r.run_id:12}  {r.status:9}  {r.turns:>5}  {r.subcalls:>5}  "
-              f"{r.tokens:>8,}  {r.cost_usd:>8.4f}  {r.retries:>5}  {r.question[:60]}")
+    print(logs_text(_log_dir(args), limit=args.limit))
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from rlm_jupyter.config import Settings
-    from rlm_jupyter.engine.trajectory import find_run, read_trajectory
+    from rlm_jupyter.commands.replay import load_events
+    from rlm_jupyter.jupyter.render import render_text
 
-    log_dir = args.log_dir or Settings.resolve().effective_log_dir
-    try:
-        root = read_trajectory(find_run(log_dir, args.run))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"rlm: {exc}", file=sys.stderr)
-        return 2
-    for run in root.walk():
-        pad = "  " * run.depth
-        print(f"{pad}run {run.run_id} [{run.status}] {run.question[:80]}")
-        for turn in run.turns:
-            retried = f" ({turn.retries} retries)" if turn.retries else ""
-            print(f"{pad}  turn {turn.turn}{retried}: {turn.text[:200]!r}")
-            for code in turn.code:
-                print(f"{pad}    code -> {code.stdout[:200]!r}" + (f" error {code.error[:100]!r}" if code.error else ""))
-            for sub in turn.subcalls:
-                retried = f" ({sub.retries} retries)" if sub.retries else ""
-                print(f"{pad}    sub-call{retried} -> {sub.response_preview[:100]!r}")
-        print(f"{pad}  answer: {run.answer!r}")
+    print(render_text(load_events(_log_dir(args), args.run), verbose=True))
     return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from rlm_jupyter.commands.models import models_text
+
+    print(models_text(args.filter, limit=args.limit))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from rlm_jupyter.commands.config import config_text
+
+    if args.items or args.reset:
+        raise CommandError("`rlm config` only shows the settings: set them with RLM_* "
+                           "environment variables or `rlm run` flags.")
+    print("RLM settings (RLM_* environment variables, `rlm run` flags):")
+    print(config_text((k.name, k, None) for k in KNOBS))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from rlm_jupyter.commands.doctor import essentials_ok, report, run_checks
+
+    checks = run_checks(ping=args.ping)
+    print(report(checks))
+    return 0 if essentials_ok(checks) else 1
+
+
+#: The built-in subcommands: NAME -> (help, handler). Their arguments come from
+#: ``rlm_jupyter.commands`` (the same as ``%rlm NAME``), except ``run``'s.
+BUILTIN: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
+    "run": ("answer a question about files", cmd_run),
+    "doctor": ("check the environment, with fixes", cmd_doctor),
+    "logs": ("recent runs", cmd_logs),
+    "replay": ("print a saved trajectory (no model is called)", cmd_replay),
+    "models": ("models litellm knows, with context window and prices", cmd_models),
+    "config": ("the settings and where each comes from", cmd_config),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = CommandParser(prog="rlm", description="Recursive Language Models.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=CommandParser)
+    for name, (help_text, fn) in BUILTIN.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "run":
+            command.add_argument("question")
+            command.add_argument("--context", nargs="*", default=[], metavar="PATH",
+                                 help="files, directories or globs to read")
+            add_knob_flags(command)
+            command.add_argument("--quiet", "-q", action="store_true",
+                                 help="no progress log, only the answer")
+        else:
+            arguments_for(name)(command)
+        command.set_defaults(fn=fn)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_command(sub)
+    sub.add_parser("demo", help="the main job: answer a question about a large document")
+    sub.add_parser("local", help="fetch, serve and inspect local llama.cpp models")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["local"]:
-        from rlm_jupyter.local import cli_main
-
-        return int(cli_main(argv[1:]) or 0)
-    if argv[:1] == ["mcp"]:  # `rlm mcp`: the RLM as an MCP server (rlm_jupyter/mcp)
-        return __import__("rlm_jupyter.mcp", fromlist=["main"]).main(argv[1:])
-    if argv[:1] == ["demo"]:
-        from rlm_jupyter.demo import main as demo_main
-
-        return demo_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="rlm", description="Recursive Language Models.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="answer a question about files")
-    run.add_argument("question")
-    run.add_argument("--context", nargs="*", default=[], help="files or globs")
-    run.add_argument("--model")
-    run.add_argument("--sub-model")
-    run.add_argument("--sandbox", choices=["local", "docker", "inprocess"])
-    run.add_argument("--max-depth", type=int, default=1)
-    run.add_argument("--max-iterations", type=int, default=20)
-    run.add_argument("--budget", type=float, help="USD")
-    run.add_argument("--timeout", type=float, help="seconds for the whole run")
-    run.add_argument("--quiet", action="store_true")
-    run.set_defaults(fn=cmd_run)
-    doctor = sub.add_parser("doctor", help="check the environment, with fixes")
-    doctor.add_argument("--ping", action="store_true", help="also make a one-token model call")
-    doctor.set_defaults(fn=cmd_doctor)
-    logs = sub.add_parser("logs", help="recent runs")
-    logs.add_argument("--limit", type=int, default=20)
-    logs.add_argument("--log-dir")
-    logs.set_defaults(fn=cmd_logs)
-    replay = sub.add_parser("replay", help="print a saved trajectory (no model is called)")
-    replay.add_argument("run", help="run id (prefix) or path to a .jsonl log")
-    replay.add_argument("--log-dir")
-    replay.set_defaults(fn=cmd_replay)
-    __import__("rlm_jupyter.batch_cli").batch_cli.add_command(sub)  # rlm map
-    sub.add_parser("demo", help="the main job: answer a question about a large document")
-    sub.add_parser("local", help="fetch, serve and inspect local llama.cpp models")
-    args = parser.parse_args(argv)
-    return int(args.fn(args))
+    if argv[:1] and argv[0] in PASSTHROUGH:
+        module, function = PASSTHROUGH[argv[0]]
+        return int(getattr(importlib.import_module(module), function)(argv[1:]) or 0)
+    try:
+        parser = build_parser()
+        # Parse with the subcommand's own parser, so a mistake shows that command's usage.
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        command = commands.choices.get(argv[0]) if argv else None
+        if command is not None:
+            args = command.parse_args(argv[1:])
+        else:
+            args = parser.parse_args(argv)
+        return int(args.fn(args))
+    except HelpShown:
+        return 0
+    except (CommandError, ConfigError) as exc:
+        print(f"rlm: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -322,6 +322,26 @@ def speaks_openai(model: str) -> bool:
     return model.startswith(OPENAI_COMPATIBLE_PREFIXES)
 
 
+def markdown_table() -> str:
+    """The README's settings table, generated from :data:`KNOBS` (``python -m
+    rlm_jupyter.settings`` prints it; ``tests/test_settings_table.py`` checks the README has it).
+    """
+    def code(text: Any) -> str:
+        return f"`{text}`" if text not in (None, "") else ""
+
+    rows = ["| setting: `RLM(...)` | default | environment | `%config RLMMagics.` | `%%rlm` "
+            "| `rlm run` | what it does |", "|---|---|---|---|---|---|---|"]
+    for k in KNOBS:
+        flags = lambda spelled: " ".join(code(f) for f in (spelled or ()))  # noqa: E731
+        option = flags(k.option) + (f" {code('--no-' + k.option[0][2:])}"
+                                    if k.option and k.type is bool else "")
+        cli = flags(k.cli) + (f" {code('--no-' + k.cli[0][2:])}" if k.cli and k.type is bool
+                              else "")
+        rows.append(f"| {code(k.name)} | {code(repr(k.default))} | {code(k.env)} | "
+                    f"{code(k.traitlet)} | {option} | {cli} | {k.help.replace('|', '/')} |")
+    return "\n".join(rows)
+
+
 def knob_for_traitlet(name: str) -> Knob | None:
     return next((k for k in KNOBS if k.traitlet == name), None)
 
@@ -331,6 +351,9 @@ def from_env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     env = BY_NAME[name].env
     return (environ if environ is not None else os.environ).get(env) or None if env else None
 
+
+if __name__ == "__main__":
+    print(markdown_table())
 
 __all__ = ["KNOBS", "BY_NAME", "ENV_VARS", "DEPRECATED", "Knob", "Settings", "SANDBOX_KINDS",
            "TRANSPORTS", "NO_MODEL", "speaks_openai"]

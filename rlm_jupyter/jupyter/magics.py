@@ -211,6 +211,7 @@ class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
             view = RunWidget(live=True, cancel=cancel)
             subscribers.append(view)
             handle_display = display(view, display_id=True)
+            view.display_static()  # filled at the end: what nbconvert and GitHub show
         elif mode == "text" and not args.background:
             from rlm_jupyter.jupyter.progress import ProgressPrinter
 
@@ -372,6 +373,8 @@ class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
     def _cmd_config(self, args: Any) -> None:
         from rlm_jupyter.commands.config import config_text, parse_assignments, shown
 
+        if args.reset and args.items:
+            raise _fail("--reset takes no NAME=VALUE: reset first, then set what you need.")
         if args.reset:
             for name in CONFIG_NAMES:
                 self.set_trait(name, self.trait_defaults(name))

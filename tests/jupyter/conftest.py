@@ -32,4 +32,6 @@ def shell(tmp_path, monkeypatch) -> Iterator[Shell]:
         ip.user_ns.pop(name, None)
     yield sh
     magics.close()
+    # Leave no session defaults behind (a stopped server's api_base broke later shell users).
+    ip.run_line_magic("rlm", "config --reset")
     # close() stops the demo server; os.environ edits made by `%rlm demo` are undone by monkeypatch
