@@ -28,6 +28,7 @@ COMMAND_MODULES: list[str] = ["rlm_jupyter.batch_cli"]  # rlm map
 #: Subcommands that parse their own arguments: NAME -> ``module:function(argv) -> int``.
 PASSTHROUGH: dict[str, tuple[str, str]] = {
     "local": ("rlm_jupyter.local", "cli_main"),
+    "mcp": ("rlm_jupyter.mcp", "main"),  # the RLM as an MCP server (rlm_jupyter/mcp)
     "demo": ("rlm_jupyter.demo", "main"),
     "mcp": ("rlm_jupyter.mcp", "main"),
 }
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(module).add_command(sub)
     sub.add_parser("demo", help="the main job: answer a question about a large document")
     sub.add_parser("local", help="fetch, serve and inspect local llama.cpp models")
+    sub.add_parser("mcp", help="serve the RLM to MCP clients (stdio or --http PORT)")
     return parser
 
 
