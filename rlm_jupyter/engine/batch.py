@@ -398,6 +398,9 @@ def run_item(settings: Settings, item: MapItem, *, shared: MapBudget | None,
                 return _error_result(item, error, started)
         if cancel.is_set():
             return _cancelled_result(item, "The map was cancelled before this item started.")
+        context = item.context
+        if isinstance(context, Path):  # one item per file: the file's text, read when it starts
+            context = context.read_text(encoding="utf-8", errors="replace")
         rlm = RLM()
         rlm.settings = settings
         budget = _ItemBudget(max_subcalls=settings.max_subcalls,
@@ -405,7 +408,7 @@ def run_item(settings: Settings, item: MapItem, *, shared: MapBudget | None,
                              budget_usd=settings.budget_usd, timeout_s=settings.timeout_s,
                              shared=shared)
         typed = {"output_type": output_type} if output_type is not None else {}
-        result = rlm.run(item.question, item.context, on_event=progress, cancel=cancel,
+        result = rlm.run(item.question, context, on_event=progress, cancel=cancel,
                          _budget=budget, _gate=gate, **typed)
     except Exception as exc:  # noqa: BLE001 - a failing item never stops the others
         return _error_result(item, exc, started)
