@@ -60,13 +60,21 @@ def tool_table(tools: Iterable[Callable[..., Any]] | Mapping[str, Callable[..., 
         if name in RESERVED:
             raise errors.ConfigError(f"tool name {name!r} is taken by the sandbox; pass "
                                      f"tools={{'another_name': fn}}.")
-        try:
-            signature = str(inspect.signature(fn))
-        except (TypeError, ValueError):
-            signature = "(...)"
+        signature = _signature(fn)
         doc = (inspect.getdoc(fn) or "").strip().splitlines()
         table[name] = Tool(name, fn, signature, doc[0].strip() if doc else "")
     return table
+
+
+def _signature(fn: Callable[..., Any]) -> str:
+    """``(key: str, n: int = 0) -> dict``; string annotations (``from __future__ import
+    annotations``) are resolved so the prompt shows types, not quoted names."""
+    for eval_str in (True, False):
+        try:
+            return str(inspect.signature(fn, eval_str=eval_str))
+        except Exception:  # noqa: BLE001 - an unresolvable annotation: try without
+            continue
+    return "(...)"
 
 
 def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
