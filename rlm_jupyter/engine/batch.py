@@ -26,6 +26,7 @@ Nothing here imports dask or IPython at module level.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextvars
 import glob
 import hashlib
 import json
@@ -607,7 +608,10 @@ class _ThreadBackend(_Backend):
         self.output_type: Any = None
 
     def submit(self, item: MapItem) -> Any:
-        return self.pool.submit(run_item, self.settings, item, shared=self.shared,
+        # Each item runs in a copy of the caller's context (an OpenTelemetry span stays the
+        # parent of every item's run).
+        return self.pool.submit(contextvars.copy_context().run, run_item, self.settings, item,
+                                shared=self.shared,
                                 gate=self.gate, cancel=self.cancel_event, emit=self.emit,
                                 output_type=self.output_type)
 
@@ -774,6 +778,7 @@ def run_map(rlm: RLM, question: str, contexts: Any, *, output_type: Any = None,
     in_flight: dict[Any, MapItem] = {}
     finished: set[int] = set(results)
     interrupted: BaseException | None = None
+    wake = threading.Event()
 
     def drain() -> None:
         while True:
@@ -806,15 +811,20 @@ def run_map(rlm: RLM, question: str, contexts: Any, *, output_type: Any = None,
                 if spent is not None:
                     finish(item, _error_result(item, spent, time.monotonic()))
                     continue
-                in_flight[backend.submit(item)] = item
+                future = backend.submit(item)
+                in_flight[future] = item
+                _on_done(future, wake)
             if cancel.is_set():
                 break
+            wake.clear()
             for future in [f for f in in_flight if backend.done(f)]:
                 item = in_flight.pop(future)
                 finish(item, backend.result(future, item))
             drain()
-            if in_flight:
-                cancel.wait(0.02)
+            if in_flight and not any(backend.done(f) for f in in_flight):
+                # a finished item wakes the driver at once (its slot goes to the next item);
+                # the timeout bounds how late a cancel or a progress line is noticed
+                wake.wait(0.05)
     except BaseException as exc:  # KeyboardInterrupt in a script: stop cleanly, then re-raise
         interrupted = exc
         cancel.set()
@@ -835,6 +845,13 @@ def run_map(rlm: RLM, question: str, contexts: Any, *, output_type: Any = None,
     if interrupted is not None:
         raise interrupted
     return outcome
+
+
+def _on_done(future: Any, wake: threading.Event) -> None:
+    try:
+        future.add_done_callback(lambda _f: wake.set())
+    except Exception:  # noqa: BLE001 - without callbacks the driver still polls
+        pass
 
 
 def _stop(backend: _Backend, in_flight: dict[Any, MapItem], grace_s: float,
