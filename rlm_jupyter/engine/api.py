@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import queue
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -138,7 +139,9 @@ class RLM:
             finally:
                 q.put(None)
 
-        thread = threading.Thread(target=target, daemon=True, name="rlm-stream")
+        # Context variables (an OpenTelemetry span current in the caller) follow the run.
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(target,),
+                                  daemon=True, name="rlm-stream")
         thread.start()
         try:
             while True:

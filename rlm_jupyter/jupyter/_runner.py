@@ -9,6 +9,7 @@ sandbox closed, partial trajectory kept).
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +40,11 @@ class RunHandle:
         self._done = threading.Event()
         self._cb_lock = threading.Lock()
         self._fired = False
-        self.thread = threading.Thread(target=self._target, name="rlm-run", daemon=True)
+        # The run thread carries the cell's context variables, so an OpenTelemetry span (or any
+        # contextvar) current in the cell is current in the run: the run joins the cell's trace.
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(target=context.run, args=(self._target,), name="rlm-run",
+                                       daemon=True)
 
     def add_done_callback(self, fn: Callable[["RunHandle"], None]) -> None:
         """Run ``fn(handle)`` when the run ends (at once, here, if it already has)."""

@@ -275,3 +275,41 @@ def test_bad_tracing_value_is_a_config_error():
     with pytest.raises(ConfigError, match="tracing"):
         RLM(model="openai/x", api_base="http://127.0.0.1:9/v1", api_key="k",
             tracing="loud").run("q", context="c")
+
+
+def test_a_streamed_run_and_a_map_join_the_callers_span(exporter, server_factory, tmp_path):
+    """`stream` and `map` run on other threads: the caller's span must still be the parent."""
+    srv = server_factory(root=lambda req: "FINAL(42)")
+    tracer = exporter.provider.get_tracer("caller")
+    with tracer.start_as_current_span("service request") as caller:
+        types = [e.type for e in rlm(srv, tmp_path).stream("q", context="c")]
+        rlm(srv, tmp_path).map("q {key}", ["a", "b"], concurrency=2)
+    assert "run_finished" in types
+    runs = named(exporter.get_finished_spans(), "rlm.run")
+    assert len(runs) == 3
+    for run in runs:
+        assert run.parent is not None and run.parent.span_id == caller.get_span_context().span_id
+
+
+def test_a_notebook_cell_run_joins_the_cells_span(exporter, server_factory, tmp_path):
+    """%%rlm runs the engine on its own thread (so ■ can stop it); the cell's span is its
+    parent all the same."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from rlm_jupyter.jupyter.magics import get_magics
+
+    srv = server_factory(root=lambda req: "FINAL(42)")
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "rlm_jupyter")
+    magics = get_magics(ip)
+    magics.model, magics.api_base, magics.api_key = srv.model, srv.base_url, "k"
+    magics.log_dir, magics.display = str(tmp_path), "text"
+    tracer = exporter.provider.get_tracer("caller")
+    try:
+        with tracer.start_as_current_span("notebook cell") as caller:
+            assert ip.run_cell("%%rlm --quiet --no-cache -o answer\nq?").success
+    finally:
+        ip.run_line_magic("rlm", "config --reset")
+    assert ip.user_ns["answer"] == "42"
+    run = named(exporter.get_finished_spans(), "rlm.run")[0]
+    assert run.parent is not None and run.parent.span_id == caller.get_span_context().span_id
