@@ -104,6 +104,8 @@ class SpanBuilder:
             "code_executed": self._code_executed,
             "subcall_started": self._subcall_started,
             "subcall_finished": self._subcall_finished,
+            "tool_started": self._tool_started,
+            "tool_finished": self._tool_finished,
             "llm_retry": self._retry,
             "budget_warning": self._run_event,
             "budget_exceeded": self._run_event,
@@ -335,6 +337,35 @@ class SpanBuilder:
         else:
             self._charge(e.run_id, e.prompt_tokens, e.completion_tokens, e.cost_usd,
                          subcall=True)
+        span.end(end_time=_ns(e.ts))
+
+    def _tool_started(self, e: ev.ToolStarted) -> None:
+        """A user tool called from sandboxed code: GenAI's ``execute_tool`` operation."""
+        parent, _ = self._parent(e)
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": e.name,
+            "rlm.depth": e.depth, "rlm.turn": e.turn, "rlm.run_id": e.run_id,
+        }
+        if self.content and e.arguments_preview:
+            attrs["rlm.tool.arguments"] = self._text(e.arguments_preview)
+        span = self.tracer.start_span(f"execute_tool {e.name}", context=parent,
+                                      kind=SpanKind.INTERNAL, attributes=attrs,
+                                      start_time=_ns(e.ts))
+        with self._lock:
+            self._open[e.span_id] = (span, e.run_id)
+
+    def _tool_finished(self, e: ev.ToolFinished) -> None:
+        with self._lock:
+            opened = self._open.pop(e.span_id, None)
+        if opened is None:
+            return
+        span = opened[0]
+        span.set_attribute("rlm.duration_s", float(e.duration_s or 0.0))
+        if self.content and e.result_preview:
+            span.set_attribute("rlm.tool.result", self._text(e.result_preview))
+        if e.error:
+            span.set_attribute("error.type", _error_type(e.error))
+            span.set_status(Status(StatusCode.ERROR, self._text(e.error)))
         span.end(end_time=_ns(e.ts))
 
     def _retry(self, e: ev.ModelRetry) -> None:

@@ -313,3 +313,30 @@ def test_a_notebook_cell_run_joins_the_cells_span(exporter, server_factory, tmp_
     assert ip.user_ns["answer"] == "42"
     run = named(exporter.get_finished_spans(), "rlm.run")[0]
     assert run.parent is not None and run.parent.span_id == caller.get_span_context().span_id
+
+
+def test_tool_calls_are_execute_tool_spans_under_their_turn(exporter, server_factory, tmp_path):
+    def lookup(key: str) -> dict:
+        """Look a key up."""
+        return {"key": key, "tier": "gold"}
+
+    def broken() -> None:
+        """Always fails."""
+        raise ValueError("the CRM is down")
+
+    code = ("print(lookup('c-42'))\ntry:\n    broken()\nexcept Exception as exc:\n"
+            "    print('failed', exc)\n")
+    srv = server_factory(root=[f"```repl\n{code}```", "FINAL(done)"])
+    result = rlm(srv, tmp_path, tools=[lookup, broken]).run("q", context="c")
+    assert result.answer == "done", result.error
+    spans = exporter.get_finished_spans()
+    tools = named(spans, "execute_tool lookup") + named(spans, "execute_tool broken")
+    assert len(tools) == 2
+    turn = named(spans, "rlm.turn")[0]
+    for span in tools:
+        assert span.attributes["gen_ai.operation.name"] == "execute_tool"
+        assert parent_of(span, spans).context.span_id in {turn.context.span_id} | {
+            s.context.span_id for s in named(spans, "rlm.code")}
+        assert "rlm.tool.arguments" not in span.attributes  # content is opt-in
+    failed = named(spans, "execute_tool broken")[0]
+    assert failed.status.status_code.name == "ERROR"
