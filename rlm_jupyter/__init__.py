@@ -9,6 +9,9 @@ import os
 import sys
 from typing import Any
 
+# The one place this is set: every module of the package (and the kernels and workers it starts,
+# which inherit the environment) sees it before litellm can be imported, so litellm reads its
+# bundled price map instead of fetching one over the network.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 __version__ = "0.1.0"
@@ -16,7 +19,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "RLM": "rlm_jupyter.engine.api",
     "RunResult": "rlm_jupyter.engine.result",
-    "Settings": "rlm_jupyter.config",
+    "Settings": "rlm_jupyter.settings",
     "open_sandbox": "rlm_jupyter.sandbox",
     "RLMError": "rlm_jupyter.errors",
     "ConfigError": "rlm_jupyter.errors",

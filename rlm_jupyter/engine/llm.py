@@ -1,7 +1,8 @@
 """Model calls through litellm: retries, timeouts, streaming, usage, cost and the cache.
 
 litellm is imported on first use only (it takes seconds and ~160 MB), with
-``LITELLM_LOCAL_MODEL_COST_MAP=True`` so it never reaches for the network at import. Retries use
+``LITELLM_LOCAL_MODEL_COST_MAP=True`` (set by the package) so it never reaches for the network
+at import. Retries use
 tenacity; a 429 closes a gate shared by every call of the run tree, so a batch of sub-calls backs
 off together instead of each item hammering the provider.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -41,7 +41,8 @@ def get_litellm() -> Any:
     if _litellm is None:
         with _import_lock:
             if _litellm is None:
-                os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+                # LITELLM_LOCAL_MODEL_COST_MAP=True is set once, by rlm_jupyter/__init__.py,
+                # before any of our modules (this one included) can be imported.
                 import litellm
 
                 litellm.suppress_debug_info = True

@@ -12,7 +12,6 @@ seconds instead of minutes on a CPU.
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -103,8 +102,9 @@ def run_plain(task: Task, *, model: str, api_base: str | None = None, api_key: s
               window: int, max_output_tokens: int = 256, counter: TokenCounter | None = None,
               timeout_s: float = 1800.0, **litellm_kwargs: Any) -> Outcome:
     """One completion over the head of the context that fits the window."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm  # lazy: heavy import
+    from rlm_jupyter.engine.llm import get_litellm
+
+    litellm = get_litellm()  # lazy: heavy import
 
     counter = counter or TokenCounter(api_base)
     overhead = counter.count(PLAIN_SYSTEM + PLAIN_TEMPLATE.format(context="", question=task.question)

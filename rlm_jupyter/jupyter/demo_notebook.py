@@ -46,7 +46,6 @@ def run_quickstart(timeout_s: int = 600, save_to: str | os.PathLike[str] | None 
     import nbformat
     from nbclient import NotebookClient
 
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     path = find_notebook()
     nb = nbformat.read(path, as_version=4)
     # The kernel listens on loopback only; its start-up warning about unencrypted TCP would be
