@@ -66,7 +66,8 @@ class MapHandle:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the cell
             self.exception = exc
         finally:
-            self._done.set()
+            # Callbacks (storing the rows in the notebook) run before the cell's wait ends,
+            # so the next cell sees them.
             with self._lock:
                 callbacks, self._callbacks = self._callbacks, []
             for fn in callbacks:
@@ -74,6 +75,8 @@ class MapHandle:
                     fn(self)
                 except Exception:  # noqa: BLE001
                     pass
+            with self._lock:
+                self._done.set()
 
     def add_done_callback(self, fn: Callable[[MapHandle], None]) -> None:
         with self._lock:
