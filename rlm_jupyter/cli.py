@@ -24,7 +24,8 @@ from rlm_jupyter.errors import CommandError, ConfigError
 from rlm_jupyter.settings import DEPRECATED_FLAGS, KNOBS, NO_MODEL, Settings, deprecated_name
 
 #: Modules that each add subcommands with ``add_command(subparsers)`` (see the module docstring).
-COMMAND_MODULES: list[str] = ["rlm_jupyter.batch_cli"]  # rlm map
+COMMAND_MODULES: list[str] = ["rlm_jupyter.batch_cli",  # rlm map
+                              "rlm_jupyter.commands.export"]  # rlm export
 #: Subcommands that parse their own arguments: NAME -> ``module:function(argv) -> int``.
 PASSTHROUGH: dict[str, tuple[str, str]] = {
     "local": ("rlm_jupyter.local", "cli_main"),

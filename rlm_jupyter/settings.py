@@ -167,6 +167,15 @@ KNOBS: tuple[Knob, ...] = (
        "OpenTelemetry spans of each run (rlm_jupyter/telemetry): None = on when a tracer "
        "provider is configured, True, False, or 'content' (prompts and outputs too).",
        env="RLM_TRACING", traitlet="tracing", cli=("--tracing",)),
+    _k("session_idle_s", float, 1800.0,
+       "Seconds a session (follow-ups, --session) stays open without a question.",
+       env="RLM_SESSION_IDLE_S", minimum=0, traitlet="session_idle_s"),
+    _k("output_type", str, None,
+       "Typed answer: a notebook expression for the type (int, list[str], a pydantic model, "
+       "pandas.DataFrame); --out gets the value.", kwarg=False, option=("--output-type",),
+       metavar="EXPR"),
+    _k("tools", str, None, "Notebook functions the model may call, by name (f,g).",
+       kwarg=False, option=("--tools",), metavar="F,G"),
 )
 
 BY_NAME: dict[str, Knob] = {k.name: k for k in KNOBS}

@@ -23,6 +23,7 @@ ARGUMENTS: dict[str, str] = {
     "models": "rlm_jupyter.commands.models",
     "config": "rlm_jupyter.commands.config",
     "doctor": "rlm_jupyter.commands.doctor",
+    "export": "rlm_jupyter.commands.export",
 }
 
 

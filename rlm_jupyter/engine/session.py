@@ -7,16 +7,15 @@ asks' messages, newest first, as many as fit ``history_tokens``; older asks are 
 (question, answer, the first lines of their code) and an event (``SessionNote``) says so.
 
 Life cycle: the sandbox opens behind the first ask's first model call and closes with
-``close()``, ``with``/``async with``, or after ``idle_timeout_s`` without an ask (default
-:data:`DEFAULT_IDLE_S`, or ``RLM_SESSION_IDLE_S``). An ask on a closed session raises
-:class:`SessionClosed` saying why. A sandbox that died or was stopped between asks is opened
+``close()``, ``with``/``async with``, or after ``idle_timeout_s`` without an ask (default: the
+``session_idle_s`` setting, ``RLM_SESSION_IDLE_S``, 1800 s; 0 never). An ask on a closed
+session raises :class:`SessionClosed` saying why. A sandbox that died or was stopped between asks is opened
 again; the model and the user are told that the variables are gone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 import weakref
@@ -38,7 +37,8 @@ from rlm_jupyter.engine.trajectory import JsonlWriter, Trajectory, log_path_for
 if TYPE_CHECKING:
     from rlm_jupyter.engine.api import RLM
 
-#: Seconds without an ask after which a session closes its sandbox (30 minutes).
+#: Seconds without an ask after which a session closes its sandbox (30 minutes): the default
+#: of the ``session_idle_s`` setting (rlm_jupyter/settings.py).
 DEFAULT_IDLE_S = 1800.0
 IDLE_ENV = "RLM_SESSION_IDLE_S"
 #: How much earlier conversation a follow-up carries (estimated tokens, chars / 4).
@@ -77,16 +77,6 @@ class AskRecord:
         return "\n".join(lines)
 
 
-def default_idle_s() -> float:
-    raw = os.environ.get(IDLE_ENV)
-    if not raw:
-        return DEFAULT_IDLE_S
-    try:
-        return float(raw)
-    except ValueError:
-        raise errors.ConfigError(f"{IDLE_ENV}={raw!r} is not a number of seconds.") from None
-
-
 class Session:
     """One sandbox and one conversation for several asks; see the module docstring.
 
@@ -103,8 +93,8 @@ class Session:
         self.context = context
         self.session_id = ev.new_id()
         self.name = name or self.session_id
-        if idle_timeout_s is None:
-            idle_timeout_s = getattr(self.settings, "session_idle_s", None) or default_idle_s()
+        if idle_timeout_s is None:  # the session_idle_s knob (RLM_SESSION_IDLE_S); 0: never
+            idle_timeout_s = self.settings.session_idle_s
         self.idle_timeout_s = float(idle_timeout_s)
         self.history_tokens = int(history_tokens)
         self.created = time.time()

@@ -95,6 +95,7 @@ class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
         self._ledger: Any = None
         self._demo_server: Any = None
         self._lock = threading.Lock()
+        self._sessions: Any = None
 
     # ======================================================================= entry point
     @magic_arguments()
@@ -104,8 +105,14 @@ class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
     @argument("pairs", nargs="*", metavar="NAME=EXPR",
               help="Several named contexts; the sandbox sees them as a dict.")
     @argument("--out", "-o", metavar="NAME", default=None,
-              help="Store the answer in NAME and the full result in NAME_run "
-                   "(the last result is always in `_rlm`).")
+              help="Store the answer in NAME (the typed value with --output-type) and the "
+                   "full result in NAME_run (the last result is always in `_rlm`).")
+    @argument("--continue", dest="follow_up", action="store_true",
+              help="Follow up in the last cell's session: the REPL keeps its variables and "
+                   "the model sees the earlier questions (with --session NAME: that one).")
+    @argument("--session", metavar="NAME", default=None,
+              help="Ask in the named session (opened on first use; `%%rlm sessions`, "
+                   "`%%rlm end NAME`).")
     @_knob_options
     @map_options
     @argument("--max-tokens", dest="max_tokens", type=int, default=None,
@@ -156,8 +163,10 @@ class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
         values["cache"] = _first(values["cache"], True)
         return {k: v for k, v in values.items() if v is not None}
 
-    def _make_rlm(self, args: Any) -> Any:
+    def _make_rlm(self, args: Any, tools: Any = None) -> Any:
         kwargs = self._settings(args)
+        if tools:
+            kwargs["tools"] = tools
         try:
             from rlm_jupyter import RLM
             from rlm_jupyter.errors import RLMError
@@ -171,6 +180,70 @@ class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
             return RLM(**kwargs)
         except RLMError as exc:
             raise _fail(str(exc)) from None
+
+    # -- sessions, typed answers, tools (issue 15) ------------------------------------------
+    @property
+    def sessions(self) -> Any:
+        if self._sessions is None:
+            from rlm_jupyter.jupyter.sessions import NotebookSessions
+
+            self._sessions = NotebookSessions()
+        return self._sessions
+
+    def _output_type(self, expr: str | None) -> Any:
+        """``--output-type EXPR``: the type, evaluated in the notebook (``list[int]``, a model)."""
+        if not expr:
+            return None
+        try:
+            return self.shell.ev(expr)
+        except Exception as exc:
+            raise _fail(f"--output-type {expr}: {type(exc).__name__}: {exc}. Give a type the "
+                        f"notebook knows, e.g. int, list[str], MyModel, pd.DataFrame.") from None
+
+    def _tools(self, names: str | None) -> dict[str, Any] | None:
+        """``--tools f,g``: notebook functions by name (the sandbox gets results, not them)."""
+        if not names:
+            return None
+        tools = {}
+        for name in (n.strip() for n in names.split(",")):
+            fn = self.shell.user_ns.get(name)
+            if not callable(fn):
+                raise _fail(f"--tools {name}: no function named {name!r} in the notebook; "
+                            f"define it first, or check the spelling.")
+            tools[name] = fn
+        return tools
+
+    def _cmd_sessions(self, args: Any) -> None:
+        from rlm_jupyter.commands.sessions import sessions_text
+
+        print(sessions_text(self.sessions.all()))
+
+    def _cmd_end(self, args: Any) -> None:
+        try:
+            session = self.sessions.end(args.name)
+        except LookupError as exc:
+            raise _fail(str(exc)) from None
+        print(f"Session {session.name!r} closed ({len(session.results)} asks, "
+              f"${session.cost_usd:.4f}); its variables are gone.")
+
+    def _cmd_pull(self, args: Any) -> Any:
+        from rlm_jupyter.errors import RLMError
+
+        target = args.as_ or args.name
+        if not target.isidentifier():
+            raise _fail(f"--as needs a Python identifier, got {target!r}.")
+        try:
+            value = self.sessions.get(args.session).get(args.name, max_chars=args.max_chars)
+        except (LookupError, RLMError) as exc:
+            raise _fail(_first_line(str(exc))) from None
+        self.shell.user_ns[target] = value
+        print(f"{target} = {args.name} from the session ({type(value).__name__}, a copy).")
+
+    def _cmd_export(self, args: Any) -> None:
+        from rlm_jupyter.commands.export import EXPORTED, export_run
+
+        path = export_run(self._log_dir(args.log_dir), args.runs, args.to, args.context_code)
+        print(EXPORTED.format(path=path))
 
     def _display_mode(self, quiet: bool) -> str:
         if quiet:
@@ -198,7 +271,13 @@ class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
             context = resolve_context(args.context, list(args.pairs), ns, evaluator=self.shell.ev)
         except ContextError as exc:
             raise _fail(str(exc)) from None
-        rlm = self._make_rlm(args)
+        rlm = self._make_rlm(args, tools=self._tools(args.tools))
+        output_type = self._output_type(args.output_type)
+        try:
+            session = self.sessions.for_cell(rlm, context, name=args.session,
+                                             follow_up=args.follow_up)
+        except LookupError as exc:
+            raise _fail(str(exc)) from None
         mode = self._display_mode(args.quiet)
         cancel = threading.Event()
         view, printer, handle_display = None, None, None
@@ -222,7 +301,10 @@ class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
             for fn in subscribers:
                 fn(event)
 
-        handle = RunHandle(rlm, question, context, on_event=fanout, cancel=cancel)
+        from rlm_jupyter.jupyter.sessions import SessionAsk
+
+        handle = RunHandle(SessionAsk(session, output_type), question, context,
+                           on_event=fanout, cancel=cancel)
         state = {"view": view, "display": handle_display, "out": args.out, "mode": mode,
                  "quiet": args.quiet}
         if args.background:
@@ -280,7 +362,8 @@ class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
         ns = self.shell.user_ns
         ns["_rlm"] = result
         if state["out"]:
-            ns[state["out"]] = result.answer
+            typed = getattr(result, "output", None)
+            ns[state["out"]] = typed if typed is not None else result.answer
             ns[state["out"] + "_run"] = result
         self.ledger.add(getattr(result, "usage", None))
         mode = state["mode"]
@@ -352,6 +435,16 @@ class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
         if name == "demo":
             parser.add_argument("--force", action="store_true",
                                 help="use the demo model even when RLM_MODEL is set")
+        elif name == "end":
+            parser.add_argument("name", metavar="NAME", help="the session to close")
+        elif name == "pull":
+            parser.add_argument("name", metavar="NAME", help="the sandbox variable to copy")
+            parser.add_argument("--as", dest="as_", metavar="LOCAL", default=None,
+                                help="the notebook variable to put it in (default: NAME)")
+            parser.add_argument("--session", default=None,
+                                help="which session (default: the last cell's)")
+            parser.add_argument("--max-chars", type=int, default=2_000_000,
+                                help="refuse values larger than this as JSON")
         try:
             args = parser.parse_args(rest)
             return fn(args)
@@ -504,6 +597,8 @@ class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
             active = list(self.background)
         for handle, _ in active:
             handle.stop(grace_s=2.0)
+        if self._sessions is not None:
+            self._sessions.close_all()
         if self._demo_server is not None:
             try:
                 self._demo_server.stop()

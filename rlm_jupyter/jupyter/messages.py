@@ -38,6 +38,10 @@ SUBCOMMANDS = {
     "stop": "stop background runs",
     "last": "the last result",
     "demo": "use the scripted demo model (no key)",
+    "sessions": "open sessions (follow-ups): asks, variables, age, cost",
+    "end": "close a session (its variables are gone)",
+    "pull": "copy a sandbox variable into the notebook (plain data, DataFrames)",
+    "export": "a saved run as a notebook that re-runs without a model",
     "help": "this list",
 }
 #: The usage ``%rlm help`` shows next to each name.
@@ -51,6 +55,10 @@ SUBCOMMAND_USAGE = {
     "stop": ("", SUBCOMMANDS["stop"]),
     "last": ("", SUBCOMMANDS["last"]),
     "demo": ("[--force]", SUBCOMMANDS["demo"]),
+    "sessions": ("", SUBCOMMANDS["sessions"]),
+    "end": ("NAME", SUBCOMMANDS["end"]),
+    "pull": ("NAME [--as LOCAL] [--session S]", SUBCOMMANDS["pull"]),
+    "export": ("RUN_ID [--to FILE.ipynb]", SUBCOMMANDS["export"]),
 }
 
 #: The engine's words, so the notebook, the CLI and the doctor agree (no fallback to the demo).
