@@ -31,7 +31,7 @@ from typing import IO, Any, Callable
 from .._proc import cgroup_add, cgroup_create, cgroup_kill, kill_tree
 from .base import ExecResult, HostFunctions, SandboxError, checked_functions
 from .protocol import (DEFAULT_LIMITS, MAX_WORKER_LINE, ProtocolError, encode, make_init,
-                       read_message, worker_path)
+                       message_limit, read_message, worker_path)
 
 #: Test-only: when the host's environment sets this to "1", workers accept a ``raw_exec``
 #: request that runs plain Python without the policy (to simulate an escape and check what the
@@ -95,6 +95,7 @@ class WorkerSandbox:
         self.compile_allowance_s = float(compile_allowance_s)
         self.start_timeout_s = float(start_timeout_s)
         self._limits = dict(limits or {})
+        self._max_message = MAX_WORKER_LINE  # set from the context's size at each start
         self._strict = strict
         self._allow_unrestricted = allow_unrestricted
         self._header, self._payload_len = None, 0
@@ -165,6 +166,8 @@ class WorkerSandbox:
             raise SandboxError(str(exc)) from None
         if self.memory_mb is None:
             self.memory_mb = default_memory_mb(len(payload))
+        self._max_message = int(self._limits.get("max_message") or message_limit(len(payload)))
+        header["limits"]["max_message"] = self._max_message
         if os.environ.get(RAW_EXEC_ENV) == "1":
             header["test_raw_exec"] = True
         self._queue = queue.Queue()
@@ -173,7 +176,8 @@ class WorkerSandbox:
             self._kill()
             raise SandboxError("this sandbox was closed while it was starting")
         path = self._context_path()
-        reader_thread = threading.Thread(target=self._read_loop, args=(self._reader, self._queue),
+        reader_thread = threading.Thread(target=self._read_loop,
+                                         args=(self._reader, self._queue, self._max_message),
                                          name="rlm-sandbox-reader", daemon=True)
         self._reader_thread = reader_thread
         reader_thread.start()
@@ -215,11 +219,12 @@ class WorkerSandbox:
         self._start()
 
     @staticmethod
-    def _read_loop(reader: IO[bytes], q: "queue.Queue[Any]") -> None:
+    def _read_loop(reader: IO[bytes], q: "queue.Queue[Any]", limit: int = MAX_WORKER_LINE
+                   ) -> None:
         try:
             while True:
                 try:
-                    msg = read_message(reader, MAX_WORKER_LINE)
+                    msg = read_message(reader, limit)
                 except ProtocolError as exc:
                     q.put(exc)
                     return

@@ -102,9 +102,22 @@ from typing import IO, Any
 
 PROTOCOL_VERSION = 1
 
-#: Largest single line the host accepts from a worker (bytes). Larger means a hostile or broken
-#: worker: the host kills it.
-MAX_WORKER_LINE = 8 * 1024 * 1024
+#: The smallest bound on one line the host accepts from a worker (bytes); see
+#: :func:`message_limit` for the bound a sandbox actually uses.
+MAX_WORKER_LINE = 64 * 1024 * 1024
+
+
+def message_limit(context_bytes: int) -> int:
+    """The largest line a worker may send (a host-function call's arguments, a value).
+
+    Why a bound at all: the host reads a line whole and decodes it, holding it a few times
+    over, so a runaway loop in sandbox code must not be able to make the kernel allocate
+    without end. Why this bound: ``llm_query_batched`` over *all* of the context, cut into any
+    number of pieces, must work, and its JSON is at most about twice the context's size (escapes
+    included). So: four times the context, and never below 64 MiB. A line over it is refused in
+    the worker with a message that says what to do, not by killing the worker.
+    """
+    return max(MAX_WORKER_LINE, 4 * int(context_bytes) + 16 * 1024 * 1024)
 
 #: Defaults for the ``limits`` field of ``init``.
 DEFAULT_LIMITS: dict[str, int] = {

@@ -391,7 +391,7 @@ class Worker:
         self.chan = chan
         self.repl = None
         self.call_id = 0
-        self.max_message = 32 * MB
+        self.max_message = 64 * MB
         self.landlock = 0
         self.hardening = {}
         self.raw_exec = False
@@ -408,8 +408,10 @@ class Worker:
             raise TypeError("arguments to %s() must be JSON-compatible (str, int, float, bool, "
                             "None, list, dict): %s" % (name, exc)) from None
         if len(line) > self.max_message:
-            raise ValueError("arguments to %s() are %d bytes; the limit is %d"
-                             % (name, len(line), self.max_message))
+            raise ValueError("arguments to %s() are %d bytes, over this sandbox's limit of %d "
+                             "(four times the context, at least 64 MiB, so a runaway loop "
+                             "cannot exhaust the kernel's memory): send fewer or smaller pieces "
+                             "per call" % (name, len(line), self.max_message))
         self.chan.wout.write(line.encode("ascii") + b"\n")
         self.chan.wout.flush()
         while True:

@@ -147,7 +147,7 @@ else:
     except Exception:
         text = str(context)
 lines = text.splitlines()
-n_chunks = max(8, min(16, len(text) // 50000 + 1))
+n_chunks = max(8, min(16, len(text) // 50000 + 1), -(-len(text) // 1000000))
 if len(lines) >= n_chunks:
     size = -(-len(lines) // n_chunks)
     chunks = ["\\n".join(lines[i:i + size]) for i in range(0, len(lines), size)]
