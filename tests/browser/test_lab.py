@@ -117,14 +117,24 @@ srv = ScriptedServer(root={"child task": "FINAL(hi from the child)", "": ROOT},
 m = get_magics()
 m.model, m.api_base, m.api_key = srv.model, srv.base_url, 'scripted'
 print('ready')""",
-    "%%rlm --context 'abc'\nKeep my place.",
+    "%%rlm --context \"'abc'\"\nKeep my place.",
+]
+
+
+# The notebook of tests/browser/test_static_offline.py: in JupyterLab the live widget shows and
+# the static view beside it (for nbconvert and GitHub) stays hidden.
+STATIC_CELLS = [
+    "%load_ext rlm\n%rlm demo\nfrom rlm_jupyter.demo import make_document\n"
+    "doc = make_document(50_000)",
+    "%%rlm --context doc --out code\nWhat is the access code for the vault in building 7?",
 ]
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("lab")
-    for name, cells in (("live.ipynb", NOTEBOOK_CELLS), ("places.ipynb", PLACES_CELLS)):
+    for name, cells in (("live.ipynb", NOTEBOOK_CELLS), ("places.ipynb", PLACES_CELLS),
+                        ("static.ipynb", STATIC_CELLS)):
         nb = {"cells": [_cell(src) for src in cells], "metadata": {
             "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
                            "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
@@ -357,3 +367,30 @@ def test_open_and_closed_nodes_survive_the_end_of_run_refresh(lab: str) -> None:
         expect(subs.locator(".rlm-sub").nth(0)).to_contain_text("slow part 0")
         expect(subs.locator(".rlm-sub").nth(1)).to_have_js_property("open", False)  # untouched
         expect(turn).to_have_js_property("open", True)  # untouched
+
+
+def test_lab_shows_the_live_widget_and_not_the_static_view(lab: str) -> None:
+    """The static view a %%rlm cell also carries (what nbconvert's HTML and GitHub show) is in
+    the page but hidden where the live widget renders: one view of the run, not two."""
+    from playwright.sync_api import expect
+
+    with _notebook(lab, "static.ipynb") as page:
+        _run_cell(page, 0)
+        expect(_cell_at(page, 0).locator(".jp-OutputArea")).to_contain_text("demo",
+                                                                          timeout=120_000)
+        _run_cell(page, 1)
+        cell = _cell_at(page, 1)
+        expect(cell.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"),
+                                                             timeout=120_000)
+        time.sleep(1)
+        w = cell.locator(".rlm-w")
+        expect(w).to_have_count(1)
+        expect(w.locator(".rlm-status")).to_have_text("ok")
+        expect(w.locator(".rlm-answer")).to_contain_text("4921-ALPHA")
+        static = cell.locator(".rlm-static-beside")
+        expect(static).to_have_count(1)
+        expect(static.locator(".rlm-static")).to_have_count(1)  # the run's view arrived...
+        expect(static).to_be_hidden()  # ...and is not shown twice
+        expect(cell.locator(".jp-OutputArea-child:has(.rlm-static-beside)")).to_be_hidden()
+        expect(cell.get_by_text("4921-ALPHA", exact=False).locator("visible=true")).to_have_count(1)
+        _shot(page, "lab_static_hidden.png")
