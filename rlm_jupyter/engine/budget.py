@@ -88,7 +88,8 @@ class Budget:
             if self.max_tokens is not None and self.tokens + estimated_prompt_tokens > self.max_tokens:
                 self._fail(errors.TokenLimitExceeded, "tokens",
                            self.tokens + estimated_prompt_tokens, self.max_tokens,
-                           "The token budget would be exceeded: raise max_tokens.")
+                           "The token budget would be exceeded: raise max_total_tokens "
+                           "(--max-total-tokens).")
             if self.budget_usd is not None and self.cost_usd >= self.budget_usd:
                 self._fail(errors.CostLimitExceeded, "usd", self.cost_usd, self.budget_usd,
                            "The USD budget is spent: raise budget_usd (or --budget).")

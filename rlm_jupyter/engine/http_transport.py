@@ -42,17 +42,14 @@ from typing import Any, Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
 from rlm_jupyter import errors
+from rlm_jupyter.engine.cache import CLIENT_ONLY_KEYS
 from rlm_jupyter.engine.request_body import MessageMemo, chat_body
+from rlm_jupyter.settings import OPENAI_COMPATIBLE_PREFIXES, speaks_openai
 
-_PROVIDER_PREFIXES = ("openai/", "hosted_vllm/", "openai_like/", "custom_openai/")
 _USER_AGENT = "rlm-jupyter"
 _MEMO = MessageMemo()  # one for the process: the histories of all live runs
 
-#: Client options of litellm's that the engine governs itself on every transport (the
-#: request timeout and the retries are ``request_timeout_s`` and ``num_retries``; litellm is
-#: called with its own retries off), or that only tell litellm what to drop: never sent.
-CLIENT_ONLY_KEYS = frozenset({"timeout", "request_timeout", "max_retries", "num_retries",
-                              "drop_params"})
+# CLIENT_ONLY_KEYS (engine/cache.py): options the engine governs itself, never sent.
 #: litellm features with no meaning on a plain HTTP call: they need transport="litellm".
 LITELLM_ONLY_KEYS = frozenset({
     "mock_response", "mock_tool_calls", "api_version", "metadata", "caching", "cache",
@@ -87,13 +84,8 @@ class TLSFailure(Exception):
     back), so deliberately not a :class:`TransportFailure`."""
 
 
-def speaks_openai(model: str) -> bool:
-    """Models litellm would send to an OpenAI-compatible endpoint unchanged."""
-    return model.startswith(_PROVIDER_PREFIXES)
-
-
 def wire_model_name(model: str) -> str:
-    for prefix in _PROVIDER_PREFIXES:
+    for prefix in OPENAI_COMPATIBLE_PREFIXES:
         if model.startswith(prefix):
             return model[len(prefix):]
     return model
