@@ -971,6 +971,22 @@ class Repl:
         for b in bases:
             if not isinstance(b, type):
                 raise TypeError("class bases must be classes")
+        user_len = ns.get("__len__")
+        if callable(user_len):
+            limit = self.limits["max_seq"]
+
+            def __len__(obj: Any) -> int:
+                """C code preallocates from ``len()`` (``tuple(x)``, ``list(x)``,
+                ``itertools.product(x)``): a lying ``__len__`` must not size a huge
+                allocation."""
+                n = user_len(obj)
+                if isinstance(n, int) and n > limit:
+                    raise MemoryError(f"__len__ of {name} returned {n}, over the sandbox "
+                                      f"size limit ({limit})")
+                return n
+
+            ns = dict(ns)
+            ns["__len__"] = __len__
         cls = type(name, bases, ns)
         self._sandbox_classes.add(cls)
         return cls
@@ -1696,7 +1712,34 @@ def _fac_itertools(repl: Repl) -> Dict[str, Any]:
             raise MemoryError("tee() with more than 1024 copies is not allowed in the sandbox")
         return itertools.tee(iterable, n)
 
-    m.update(count=count, cycle=cycle, repeat=repeat, tee=tee)
+    def _small(what: str, n: Any, cap: int = 10_000) -> None:
+        if isinstance(n, int) and n > cap:
+            raise MemoryError(f"itertools.{what}={n} is too large for the sandbox (max {cap})")
+
+    def product(*iterables: Any, repeat: Any = 1) -> Any:
+        _small("product(repeat)", repeat, 1000)
+        return itertools.product(*iterables, repeat=repeat)
+
+    def combinations_with_replacement(iterable: Any, r: Any) -> Any:
+        _small("combinations_with_replacement(r)", r)
+        return itertools.combinations_with_replacement(iterable, r)
+
+    def combinations(iterable: Any, r: Any) -> Any:
+        _small("combinations(r)", r)  # C allocates r indices before it looks at the input
+        return itertools.combinations(iterable, r)
+
+    def permutations(iterable: Any, r: Any = None) -> Any:
+        _small("permutations(r)", r)
+        return itertools.permutations(iterable, r)
+
+    m.update(count=count, cycle=cycle, repeat=repeat, tee=tee, product=product,
+             combinations_with_replacement=combinations_with_replacement,
+             combinations=combinations, permutations=permutations)
+    if "batched" in m:
+        def batched(iterable: Any, n: Any, *args: Any, **kwargs: Any) -> Any:
+            _small("batched(n)", n, repl.limits["max_seq"] // 8)
+            return itertools.batched(iterable, n, *args, **kwargs)  # type: ignore[attr-defined]
+        m["batched"] = batched
     return m
 
 
@@ -1886,6 +1929,26 @@ def _fac_random(repl: Repl) -> Dict[str, Any]:
         "normalvariate expovariate betavariate triangular getrandbits lognormvariate "
         "vonmisesvariate gammavariate paretovariate weibullvariate").split()}
     m["Random"] = random.Random
+    limit = repl.limits["max_seq"] // 8
+
+    def sized(fname: str) -> Callable[..., Any]:
+        real = m[fname]
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            k = kwargs.get("k", args[1] if fname == "sample" and len(args) > 1 else None)
+            if isinstance(k, int) and k > limit:
+                raise MemoryError(f"random.{fname}(k={k}) is too large for the sandbox")
+            return real(*args, **kwargs)
+
+        call.__name__ = fname
+        return call
+
+    def getrandbits(k: Any) -> Any:
+        if isinstance(k, int) and k > repl.limits["max_int_bits"]:
+            raise MemoryError("getrandbits(): too many bits for the sandbox")
+        return rng.getrandbits(k)
+
+    m.update(choices=sized("choices"), sample=sized("sample"), getrandbits=getrandbits)
     return m
 
 
@@ -2017,14 +2080,39 @@ def _fac_numpy(repl: Repl) -> Dict[str, Any]:
     m["linalg"] = Facade("numpy.linalg", _pick(la, "norm inv det eig eigh svd solve lstsq "
                                                    "matrix_rank pinv qr cholesky"))
     rng = np.random.default_rng()
-    m["random"] = Facade("numpy.random", {
-        "default_rng": np.random.default_rng,
-        "rand": lambda *s: rng.random(s if s else None),
-        "random": rng.random, "randint": rng.integers, "integers": rng.integers,
-        "choice": rng.choice, "normal": rng.normal, "uniform": rng.uniform,
-        "shuffle": rng.shuffle, "permutation": rng.permutation,
-    })
+
+    def rand(*shape: Any) -> Any:
+        _refuse("random.rand", _count(shape) * 8)
+        return rng.random(shape if shape else None)
+
+    def default_rng(seed: Any = None) -> Any:
+        return Facade("numpy.random.Generator", {
+            n: sized_rng_of(np.random.default_rng(seed), n, p) for n, p in _RNG_METHODS})
+
+    def sized_rng_of(gen: Any, fname: str, size_pos: int) -> Callable[..., Any]:
+        real = getattr(gen, fname)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            size = kwargs.get("size", args[size_pos] if len(args) > size_pos else None)
+            if size is not None:
+                _refuse(f"random.{fname}", _count(size) * 8)
+            return real(*args, **kwargs)
+
+        call.__name__ = fname
+        return call
+
+    members = {n: sized_rng_of(rng, n, p) for n, p in _RNG_METHODS}
+    members.update(default_rng=default_rng, rand=rand, randint=members["integers"])
+    m["random"] = Facade("numpy.random", members)
     return m
+
+
+#: numpy Generator methods the sandbox offers, with the position of their ``size`` argument
+#: (-1: none). A Generator is handed out as a facade: its ``bit_generator`` (raw C state,
+#: ``cffi``/``ctypes`` pointers) is not reachable.
+_RNG_METHODS = (("random", 0), ("integers", 2), ("choice", 1), ("normal", 2),
+                ("uniform", 2), ("shuffle", 99), ("permutation", 99), ("standard_normal", 0),
+                ("exponential", 1), ("poisson", 1), ("binomial", 2), ("bytes", 0))
 
 
 def _fac_pandas(repl: Repl) -> Dict[str, Any]:
