@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 def test_all_four_notebooks_exist() -> None:
     names = [p.stem for p in NOTEBOOKS]
     assert names == ["01_quickstart", "02_dataframes", "03_sandboxes", "04_trajectories_and_costs",
-                     "06_map"]
+                     "05_sessions_and_tools", "06_map"]
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
