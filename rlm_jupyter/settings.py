@@ -167,6 +167,10 @@ KNOBS: tuple[Knob, ...] = (
        "OpenTelemetry spans of each run (rlm_jupyter/telemetry): None = on when a tracer "
        "provider is configured, True, False, or 'content' (prompts and outputs too).",
        env="RLM_TRACING", traitlet="tracing", cli=("--tracing",)),
+    _k("guardrails", str, "auto",
+       "Small-model fixes (engine/guardrails.py): auto, small, strong, off, a dict "
+       "{fix: bool}, or 'small,-confirm_final'.", env="RLM_GUARDRAILS",
+       traitlet="guardrails", option=("--guardrails",), cli=("--guardrails",)),
     _k("session_idle_s", float, 1800.0,
        "Seconds a session (follow-ups, --session) stays open without a question.",
        env="RLM_SESSION_IDLE_S", minimum=0, traitlet="session_idle_s"),

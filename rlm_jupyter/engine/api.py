@@ -42,7 +42,8 @@ class RLM:
                  cell_timeout_s: float = 60.0, memory_mb: int | None = None,
                  num_retries: int = 3, request_timeout_s: float = 120.0,
                  transport: str | None = None, output_chars: int = 20_000,
-                 tracing: bool | str | None = None, session_idle_s: float | None = None,
+                 tracing: bool | str | None = None, guardrails: str | dict = "auto",
+                 session_idle_s: float | None = None,
                  tools: Any = None, **litellm_kwargs: Any) -> None:
         # The signature is explicit for users and IDEs; tests/test_settings_table.py keeps it
         # equal to the knobs in rlm_jupyter/settings.py. ``max_tokens=`` (the old name of

@@ -19,6 +19,7 @@ from typing import Any, Callable, Protocol
 from rlm_jupyter import errors
 from rlm_jupyter.config import Settings
 from rlm_jupyter.engine import events as ev
+from rlm_jupyter.engine import guardrails as gr
 from rlm_jupyter.engine import prompts
 from rlm_jupyter.engine.budget import Budget
 from rlm_jupyter.engine.context import (describe_context, lines_containing, normalize_context,
@@ -155,6 +156,13 @@ class Run:
         self._blind_subcalls = 0  # short llm_query prompts in this turn (see _act_on)
         self._opener: _Background | None = None
         self._clean_upto = 0  # the root history's messages[:this] are redacted (_root_call)
+        #: The small-model fixes this run uses (engine/guardrails.py; the ``guardrails`` knob).
+        self.guards = gr.resolve(getattr(tree.settings, "guardrails", "auto"), model)
+        self._stuck = 0  # loop_breaker: stuck replies in a row (empty, fence-only, repeated)
+        self._replies: set[str] = set()  # reply texts that gave no answer (loop_breaker)
+        self._confirmed = False  # confirm_final asked once
+        self._pending: str | None = None  # a finish the engine held back: best evidence
+        self._last_good_code = ""  # the last block that ran without error (loop_breaker)
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, cls: type[ev.Event], **fields: Any) -> ev.Event:
@@ -300,7 +308,8 @@ class Run:
         opener = _Background(self._open_sandbox)
         first = prompts.first_user_message(self.question, describe_context(self.context),
                                            text=isinstance(self.context, str),
-                                           found=self._key_word_lines())
+                                           found=(self._key_word_lines() if
+                                                  self.guards.on("key_word_lines") else []))
         if self.preamble:
             first = f"{self.preamble}\n\n{first}"
         if self.output is not None:
@@ -318,19 +327,39 @@ class Run:
             started = self.emit(ev.TurnStarted, turn=turn)
             self.turn_span = started.span_id
             reply = self._root_call(messages)
-            parsed = parse_reply(reply.text)
-            if self._only_repeats(parsed):
+            parsed = self._parse(reply.text)
+            stuck = self._stuck_reply(reply.text, parsed)
+            repeat = (stuck is None and self.guards.on("repeat_ladder")
+                      and self._only_repeats(parsed))
+            if repeat and self.guards.on("loop_breaker"):
+                stuck = "only repeated code that already ran"
+            if stuck is not None:
+                # loop_breaker: not kept in the history; a concrete next step instead of a
+                # generic nudge, and after LOOP_BOUND in a row the run ends with its evidence.
+                self._stuck += 1
+                if self._stuck >= gr.LOOP_BOUND:
+                    return self._stuck_end()
+                self._note(messages, self._loop_note(stuck))
+                continue
+            self._stuck = 0
+            if repeat:
                 # Not added to the history: the model would copy it again. The next call says
                 # so and samples at a higher temperature (see _loosened_sampling).
-                _add_note(messages, prompts.repeat_nudge(self._terms))
+                self._note(messages, prompts.repeat_nudge(self._terms))
                 continue
             if not parsed.code_blocks and parsed.final is None:
-                # Prose alone: small models write the output they expect ("25 lines contain
-                # ...", "Final answer: 3577") and later answer from it. Kept out too.
-                _add_note(messages, prompts.NO_CODE_MESSAGE)
+                self._replies.add(reply.text.strip())
+                if self.guards.on("prose_only"):
+                    # Prose alone: small models write the output they expect ("25 lines
+                    # contain ...", "Final answer: 3577") and later answer from it. Kept out.
+                    self._note(messages, prompts.NO_CODE_MESSAGE)
+                    continue
+                messages.append({"role": "assistant", "content": reply.text})
+                messages.append({"role": "user", "content": prompts.NO_CODE_MESSAGE})
                 continue
+            keep_prose = not (parsed.code_blocks and self.guards.on("trailing_prose"))
             messages.append({"role": "assistant",
-                             "content": parsed.history if parsed.code_blocks else reply.text})
+                             "content": reply.text if keep_prose else parsed.history})
             answer, feedback = self._act_on(parsed)
             if answer is not None and self.output is not None:
                 answer, feedback, refused = self._check_output(parsed, answer)
@@ -338,6 +367,7 @@ class Run:
                     return None, refused
             if answer is not None:
                 return answer, None
+            self._replies.add(reply.text.strip())
             messages.append({"role": "user", "content": feedback})
         # Out of turns: one last call for the best answer, which still respects the budget.
         self.turn += 1
@@ -347,8 +377,9 @@ class Run:
         messages.append({"role": "user", "content": prompts.LAST_TURN_MESSAGE})
         reply = self._root_call(messages)
         # A model out of turns may still answer in code (``FINAL(x)`` inside a block): run it.
-        parsed = parse_reply(reply.text)
-        best, feedback = self._act_on(parsed)
+        parsed = self._parse(reply.text)
+        best, feedback = self._act_on(parsed, final_call=True)
+        accepted = best is not None
         refused = best is None and parsed.final is not None
         if best is None and not refused:
             # Raw code is no answer; prose the model wrote around it may be, unless it only
@@ -356,9 +387,11 @@ class Run:
             # engine refused (FINAL_VAR of a missing name, a placeholder) never is: its text
             # is the marker the engine said no to.
             text = parsed.prose.strip() if parsed.code_blocks else reply.text.strip()
-            if prompts.echoes_feedback(text, self.question):
+            if self.guards.on("echo_filter") and prompts.echoes_feedback(text, self.question):
                 text = ""
-            best = self._partial_answer() or text or None
+            if self.guards.on("loop_breaker") and gr.is_degenerate(text):
+                text = ""
+            best = self._partial_answer() or text or self._pending or None
         elif refused:
             best = self._partial_answer()
         if best is not None and self.output is not None:
@@ -366,6 +399,10 @@ class Run:
             best, _, bad = self._check_output(parsed, best)
             if bad is not None:
                 return None, bad
+        if accepted and self.guards.on("last_turn_ok"):
+            # The model finished on its last call and the engine accepted the finish: a right
+            # answer at turn max_iterations + 1 is an answer, not a turn-limit failure.
+            return best, None
         if best is None:
             why = (f" Its last answer was refused: {_first_line(feedback)}" if refused and
                    feedback else " The model gave no answer.")
@@ -535,7 +572,8 @@ class Run:
         reply = self._complete(self.model, messages, call="root", span_id=self.turn_span,
                                stream=tree.stream_root, on_delta=on_delta,
                                timeout_s=self._call_timeout(),
-                               sampling=self._loosened_sampling())
+                               sampling={**(self._loosened_sampling() or {}),
+                                         **self._cache_fields()} or None)
         self._charge(reply)
         self.emit(ev.ModelResponse, turn=turn, text=reply.text, model=reply.model,
                   prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
@@ -564,6 +602,85 @@ class Run:
         self.emit(ev.CodeExecuted, turn=self.turn, index=index, code=code, stdout="",
                   error=why, duration_s=0.0, timed_out=False, restarted=False)
 
+    # -- guardrails (engine/guardrails.py) -------------------------------------------------
+    def _parse(self, text: str) -> ParsedReply:
+        return parse_reply(text, unfenced_code=self.guards.on("unfenced_code"),
+                           literal_final=self.guards.on("literal_final"))
+
+    def _note(self, messages: list[dict[str, str]], note: str) -> None:
+        """Tell the model something before the next call, without keeping its reply.
+
+        With ``prompt_cache`` the note is a new message (the history is only ever appended to,
+        so a server's cached prefix stays valid); else it is added to the last message."""
+        if self.guards.on("prompt_cache"):
+            if messages[-1]["content"] != note:
+                messages.append({"role": "user", "content": note})
+        else:
+            _add_note(messages, note)
+
+    def _stuck_reply(self, text: str, parsed: ParsedReply) -> str | None:
+        """loop_breaker: why this reply is stuck (empty, fence-only, a word-for-word repeat of
+        an earlier reply that gave no answer), or None."""
+        if not self.guards.on("loop_breaker"):
+            return None
+        if gr.is_degenerate(text):
+            why = "was empty" if not text.strip() else "was only a code fence with no code"
+        elif text.strip() in self._replies:
+            why = "repeated an earlier reply word for word"
+        else:
+            return None
+        for index, code in enumerate(parsed.code_blocks):
+            self._not_run(index, code, f"Not run: the reply {why}.")
+        if self.guards.on("repeat_ladder"):
+            self._repeats_in_a_row += 1  # and sample the next call hotter
+        return why
+
+    def _evidence(self) -> str:
+        """The last printed output worth showing (a few lines), or ""."""
+        for out in reversed(self._outputs):
+            lines = [ln for ln in out.strip().splitlines() if ln.strip()]
+            if lines:
+                text = "\n".join(lines[:6])
+                return text if len(text) <= 600 else text[:600] + "..."
+        return ""
+
+    def _loop_note(self, why: str) -> str:
+        evidence = self._evidence()
+        names = gr.assigned_names(self._last_good_code) if self._last_good_code else []
+        example = prompts.loop_example(self._terms, names, isinstance(self.context, str))
+        found = prompts.LOOP_FOUND.format(evidence=evidence) if evidence else ""
+        return prompts.LOOP_NOTE.format(what=why, found=found, example=example)
+
+    def _stuck_end(self) -> tuple[str | None, errors.RLMError]:
+        """loop_breaker's bound: end now with the best evidence found, and say so."""
+        best = self._partial_answer() or self._pending
+        evidence = self._evidence()
+        if best is not None:
+            said = f"The answer is the best candidate found so far: {best!r}."
+        elif evidence:
+            said = f"No answer; the last output the model printed was:\n{evidence}"
+        else:
+            said = "No answer and no output were found."
+        return best, errors.TurnLimitExceeded(
+            prompts.LOOP_GAVE_UP.format(count=self._stuck, best=said),
+            used=self.turn, allowed=self.tree.settings.max_iterations)
+
+    def _confirm_note(self, value: str) -> str:
+        self._confirmed = True
+        self._pending = str(value)
+        shown = str(value) if len(str(value)) <= 200 else str(value)[:200] + "..."
+        return prompts.CONFIRM_NOTE.format(value=shown)
+
+    def _cache_fields(self) -> dict[str, Any]:
+        """prompt_cache: llama.cpp's server reuses its KV cache for a request that says
+        ``cache_prompt`` and lands in the slot that holds the prefix (``id_slot``: root calls
+        always use slot 0). Only for a local server; other servers would refuse the fields."""
+        settings = self.tree.settings
+        if (self.depth == 0 and self.guards.on("prompt_cache")
+                and gr.is_local_server(settings.api_base, self.model)):
+            return {"cache_prompt": True, "id_slot": 0}
+        return {}
+
     def _loosened_sampling(self) -> dict[str, Any] | None:
         """After a reply that only repeated earlier code, sample the next one less greedily.
 
@@ -586,18 +703,23 @@ class Run:
         base = self.tree.settings.request_timeout_s
         return base if remaining is None else max(1.0, min(base, remaining))
 
-    def _act_on(self, parsed: ParsedReply) -> tuple[str | None, str]:
-        """Run the reply's code; return (answer, feedback for the next turn)."""
+    def _act_on(self, parsed: ParsedReply, final_call: bool = False) -> tuple[str | None, str]:
+        """Run the reply's code; return (answer, feedback for the next turn).
+
+        ``final_call``: the out-of-turns call, where no finish can be sent back to confirm."""
         if parsed.code_blocks or parsed.final is not None:
             self._wait_for_sandbox()
         outputs: list[str] = []
         notes: list[str] = []
+        guards = self.guards
+        seen = list(self._outputs)  # what the model saw before this reply (confirm_final)
+        confirm = guards.on("confirm_final") and not final_call and not self._confirmed
         self._seen_code.update(code.strip() for code in parsed.code_blocks)
         self._blind_subcalls = 0
         for index, code in enumerate(parsed.code_blocks):
             if self.tree.cancel.is_set():
                 raise errors.RunCancelled("The run was cancelled.")
-            if rebinds_name(code, "context"):
+            if guards.on("context_rebind") and rebinds_name(code, "context"):
                 self._not_run(index, code, prompts.CONTEXT_REBIND_NOTE)
                 outputs.append(prompts.CONTEXT_REBIND_NOTE)
                 continue
@@ -621,46 +743,63 @@ class Run:
             if self.tree.budget.exceeded is not None:
                 raise self.tree.budget.exceeded
             self._outputs.append(result.stdout)
-            word = _final_of_unknown_name(code, result.error)
+            word = (_final_of_unknown_name(code, result.error)
+                    if guards.on("final_unknown_name") else None)
             if word is not None and len(parsed.code_blocks) == 1 and not is_placeholder(word):
                 # ``FINAL(billing)`` with no variable ``billing``: the model meant the word.
                 return word, ""
             if (result.error and not result.timed_out and not result.restarted
                     and prompts.ERROR_NOTE not in notes):
                 missing = re.search(r"NameError: name '(\w+)' is not defined", result.error)
-                hint = prompts.IMPORTS.get(missing.group(1)) if missing else None
+                hint = (prompts.IMPORTS.get(missing.group(1))
+                        if missing and guards.on("import_hints") else None)
                 notes.append(prompts.IMPORT_NOTE.format(name=missing.group(1), statement=hint)
                              if hint else prompts.ERROR_NOTE)
+            if not result.error:
+                self._last_good_code = code
             if result.final is not None:
-                if not is_placeholder(result.final):
+                if not (guards.on("placeholder_final") and is_placeholder(result.final)):
+                    if confirm and not gr.seen_in(result.final, seen):
+                        # FINAL in the block that computed it: show the output, ask once.
+                        outputs.append(_format_output(result))
+                        notes.append(self._confirm_note(result.final))
+                        break
                     return result.final, ""
                 notes.append(prompts.PLACEHOLDER_NOTE.format(value=result.final))
             if result.answer.get("ready"):
                 return str(result.answer.get("content", "")), ""
             outputs.append(_format_output(result))
-        if self._blind_subcalls and _large(self.context):
+        if (guards.on("blind_subcall_note") and self._blind_subcalls
+                and _large(self.context)):
             # Small models ask llm_query "what is X in the context?" without the text, and
             # the sub-model answers with an invented value that then looks like evidence.
             notes.append(prompts.BLIND_SUBCALL_NOTE)
         if parsed.final is not None:
             if parsed.final.kind == "text":
                 value = parsed.final.value
-                if parsed.code_blocks:
+                if parsed.code_blocks and guards.on("final_with_code"):
+                    self._pending = value
                     notes.append(prompts.FINAL_WITH_CODE_NOTE)
-                elif is_placeholder(value):
+                elif guards.on("placeholder_final") and is_placeholder(value):
                     notes.append(prompts.PLACEHOLDER_NOTE.format(value=value))
-                elif self._ungrounded(value):
+                elif guards.on("ungrounded_number") and self._ungrounded(value):
+                    self._pending = value
                     notes.append(prompts.UNGROUNDED_NOTE.format(value=value))
+                elif confirm and self._outputs and not gr.seen_in(value, seen):
+                    notes.append(self._confirm_note(value))
                 else:
                     return value, ""
             else:
                 value = self.sandbox.get_variable(parsed.final.value)
-                if value is not None:
+                if value is not None and confirm and not gr.seen_in(value, seen):
+                    notes.append(self._confirm_note(value))
+                elif value is not None:
                     return value, ""
-                notes.append(
-                    f"FINAL_VAR({parsed.final.value}) failed: there is no variable named "
-                    f"{parsed.final.value!r}. Assign it in a ```repl block first, or use "
-                    f"FINAL(your answer).")
+                else:
+                    notes.append(
+                        f"FINAL_VAR({parsed.final.value}) failed: there is no variable named "
+                        f"{parsed.final.value!r}. Assign it in a ```repl block first, or use "
+                        f"FINAL(your answer).")
         if not parsed.code_blocks and not notes:
             return None, prompts.NO_CODE_MESSAGE
         return None, prompts.execution_feedback(outputs, self.question, notes)

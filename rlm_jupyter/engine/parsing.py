@@ -36,10 +36,15 @@ class ParsedReply:
     history: str = ""
 
 
-def parse_reply(text: str) -> ParsedReply:
-    """Split a model reply into runnable code blocks, prose, and a FINAL marker (if any)."""
-    blocks, prose_lines, history = _split_fences(text)
-    if not blocks and "```" not in text and "~~~" not in text:
+def parse_reply(text: str, *, unfenced_code: bool = True,
+                literal_final: bool = True) -> ParsedReply:
+    """Split a model reply into runnable code blocks, prose, and a FINAL marker (if any).
+
+    ``unfenced_code`` / ``literal_final``: the guardrails of those names (engine/guardrails.py):
+    recover code written without fences; read a block that is only ``FINAL(literal)`` as prose.
+    """
+    blocks, prose_lines, history = _split_fences(text, recover=unfenced_code)
+    if unfenced_code and not blocks and "```" not in text and "~~~" not in text:
         candidate = text.strip()
         is_final = _FINAL_LINE.match(candidate) or _FINAL_LOOSE.match(candidate)
         if candidate and not is_final and _looks_like_code(candidate):
@@ -47,7 +52,7 @@ def parse_reply(text: str) -> ParsedReply:
     # ``FINAL(54)`` alone in a block is an answer written as code; treat it like the same line
     # in prose, so the checks on prose answers (not before the output is seen, grounded, not a
     # placeholder) apply. ``FINAL(count)`` names a variable and still runs as code.
-    literal = [b for b in blocks if _literal_final(b)]
+    literal = [b for b in blocks if _literal_final(b)] if literal_final else []
     if literal:
         blocks = [b for b in blocks if not _literal_final(b)]
         prose_lines = [*prose_lines, *literal]
@@ -134,7 +139,7 @@ def _names(target: ast.AST, name: str) -> bool:
     return False
 
 
-def _split_fences(text: str) -> tuple[list[str], list[str], str]:
+def _split_fences(text: str, recover: bool = True) -> tuple[list[str], list[str], str]:
     """Code blocks, prose lines, and the text up to the last closing fence when only prose
     follows it (the whole text otherwise: no closed block, or one left open at the end)."""
     lines = text.splitlines()
@@ -167,7 +172,7 @@ def _split_fences(text: str) -> tuple[list[str], list[str], str]:
     if current is not None:
         if current and any(s.strip() for s in current):
             _close(blocks, current, runnable, lang)
-        elif not blocks:
+        elif not blocks and recover:
             # A lone fence at the end: the opening fence was forgotten. Recover the code above
             # it, back to the last blank-line-separated paragraph that still parses.
             recovered = _recover_unfenced(prose)

@@ -154,6 +154,40 @@ STATE_RESET_NOTE = (
 )
 
 
+#: confirm_final (guardrails): a finish whose value the model never saw printed.
+CONFIRM_NOTE = (
+    "Check before answering: you finished with {value}, but you never saw that value printed "
+    "(the code that computes it ran in the same reply, so its output is new to you). Look at "
+    "the output above: does it answer the question exactly (the right rows, filter, dates and "
+    "units)? If yes, reply with FINAL({value}) alone. If not, write a corrected ```repl block "
+    "that prints the rows it uses and the result."
+)
+
+#: loop_breaker (guardrails): after an empty, fence-only or repeated reply.
+LOOP_NOTE = (
+    "Your last reply {what}, so nothing ran. Write one ```repl block with real code in it. "
+    "{found}For example, the next step could be:\n```repl\n{example}\n```\n"
+    "Or, if the output above already answers the question, reply with FINAL(the answer)."
+)
+LOOP_FOUND = "What you found so far:\n{evidence}\n"
+LOOP_GAVE_UP = (
+    "The run stopped after {count} replies in a row that were empty, only a code fence, or a "
+    "repeat of an earlier reply (the model was stuck). {best}"
+)
+
+
+def loop_example(terms: list[str], names: list[str], text: bool) -> str:
+    """The next step the loop breaker proposes, from what the model already has: print the
+    variables its last good block assigned, else search `context` for the question's words."""
+    if names:
+        return "\n".join(f"print({n!r}, repr({n})[:300])" for n in names[:3])
+    term = terms[0] if terms else "KEYWORD"
+    if text:
+        return (f"lines = [l for l in context.splitlines() if {term!r} in l]\n"
+                f"print(len(lines))\nprint(lines[:10])")
+    return "print(type(context))\nprint(repr(context)[:500])"
+
+
 def system_prompt(context_type: str) -> str:
     return SYSTEM_PROMPT.format(context_type=context_type)
 
