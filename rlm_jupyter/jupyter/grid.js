@@ -51,7 +51,7 @@ function render({ model, el }) {
   const cells = []; // {data, el}
 
   function ensureCells() {
-    const keys = model.get("keys") || [];
+    const keys = model.get("item_keys") || [];
     while (cells.length < keys.length) {
       const i = cells.length;
       const c = document.createElement("div");
@@ -127,7 +127,7 @@ function render({ model, el }) {
       detail.innerHTML = msg.html;
     }
   });
-  model.on("change:keys", () => { ensureCells(); });
+  model.on("change:item_keys", () => { ensureCells(); });
   model.on("change:question", () => {
     root.querySelector(".rlm-map-question").textContent = model.get("question") || "";
   });
@@ -167,7 +167,7 @@ function render({ model, el }) {
   ensureCells();
   applySnapshot(model.get("snapshot"));
   if (!model.get("snapshot") || !model.get("snapshot").cells) {
-    if (model.get("live") || (model.get("keys") || []).length) model.send({ kind: "resync" });
+    if (model.get("live") || (model.get("item_keys") || []).length) model.send({ kind: "resync" });
   }
   return () => { clearInterval(ticker); hide.remove(); };
 }

@@ -45,7 +45,7 @@ class MapGrid(anywidget.AnyWidget):
 
     uid = traitlets.Unicode().tag(sync=True)
     question = traitlets.Unicode("").tag(sync=True)
-    keys = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    item_keys = traitlets.List(traitlets.Unicode()).tag(sync=True)  # not `keys`: ipywidgets' own
     snapshot = traitlets.Dict().tag(sync=True)
     live = traitlets.Bool(False).tag(sync=True)
     stop_requested = traitlets.Bool(False).tag(sync=True)
@@ -107,7 +107,7 @@ class MapGrid(anywidget.AnyWidget):
                 self.result = event.result
         if isinstance(event, batch.MapStarted):
             self.question = question
-            self.keys = keys  # synced once; cells travel in deltas
+            self.item_keys = keys  # synced once; cells travel in deltas
         if isinstance(event, batch.MapFinished):
             self.finish()
         else:
@@ -198,7 +198,7 @@ class MapGrid(anywidget.AnyWidget):
     def trajectory_html(self, index: int) -> str:
         """One item's trajectory as render.py's static HTML (or why there is none yet)."""
         result = self.results.get(index)
-        key = self.keys[index] if index < len(self.keys) else str(index)
+        key = self.item_keys[index] if index < len(self.item_keys) else str(index)
         head = f"<div class='rlm-map-traj-head'><b>{html.escape(key)}</b></div>"
         if result is None:
             return head + "<div class='rlm-dim'>Still running: the trajectory opens when it " \
