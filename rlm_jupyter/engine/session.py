@@ -160,7 +160,7 @@ class Session:
             raise errors.ConfigError("A session has one context, given to rlm.session(context="
                                      "...): open a new session for another context.")
         self._check_open()
-        if not self._busy.acquire(blocking=False):
+        if not self._busy.acquire(timeout=1.0):  # the idle timer holds it for an instant
             raise errors.ConfigError(f"Session {self.name!r} is answering another question: "
                                      f"wait for it, or open a second session.")
         try:
