@@ -110,9 +110,6 @@ class RunWidget(anywidget.AnyWidget):
             marks.append((f"r:{run_id}", ("run", run_id)))
             marks += [(render.turn_node_id(run_id, t.turn), ("turn", run_id, t.turn))
                       for t in run.turns]
-        elif isinstance(event, (ev.ModelChunk, ev.ModelResponse, ev.ToolStarted,
-                                ev.ToolFinished)):
-            marks.append((render.turn_node_id(run_id, event.turn), ("turn", run_id, event.turn)))
         elif isinstance(event, ev.CodeExecuted):
             turn = self._tree.turn_node(run_id, event.turn)
             if turn is not None and turn.code:
@@ -133,6 +130,12 @@ class RunWidget(anywidget.AnyWidget):
             else:
                 marks.append((render.turn_node_id(run_id, event.turn),
                               ("turn", run_id, event.turn)))
+        else:
+            # Anything else folded into a turn (model text, tools, later kinds) redraws it;
+            # the rest (budget, errors) shows in the header and the end, redrawn each flush.
+            turn_n = getattr(event, "turn", None)
+            if isinstance(turn_n, int) and self._tree.turn_node(run_id, turn_n) is not None:
+                marks.append((render.turn_node_id(run_id, turn_n), ("turn", run_id, turn_n)))
         with self._lock:
             for key, what in marks:
                 self._dirty[key] = what

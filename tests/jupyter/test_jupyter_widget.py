@@ -84,6 +84,56 @@ def test_an_update_sends_only_the_nodes_and_parts_that_changed() -> None:
     assert set(turn["parts"]) == {"sum", "subsum"}  # the model text did not change: not resent
 
 
+def test_events_the_fold_puts_in_a_turn_redraw_it() -> None:
+    """A tool call (or any later kind the Trajectory folds into a turn) reaches the view with
+    no change to widget.js: the turn is redrawn from the fold."""
+    w = Recorder(live=True, max_rate=0)
+    for e in synthetic_run(1, finished=False):
+        w(e)
+    w(ev.ToolStarted(run_id="root01", turn=2, span_id="tool1", name="lookup_price",
+                     arguments_preview='{"sku": "A-1"}'))
+    w(ev.ToolFinished(run_id="root01", turn=2, span_id="tool1", name="lookup_price",
+                      result_preview="12.50", duration_s=0.2))
+    w.flush()
+    tools = replay_deltas(w.sent)["t:root01:2"]["parts"]["tools"]
+    assert "lookup_price" in tools and "12.50" in tools and "sku" in tools
+
+
+def test_header_pills_retries_replayed_and_budget() -> None:
+    w = Recorder(live=True, max_rate=0)
+    events = synthetic_run(3, finished=False)
+    for e in events:
+        w(e)
+    w(ev.ModelRetry(run_id="root01", turn=2, call="sub", parent_span_id="sub2",
+                    error="RateLimitError: slow down"))
+    w(ev.ModelRetry(run_id="root01", turn=2, call="root", error="APIError: 502"))
+    w(ev.RunFinished(run_id="root01", answer="42", status="ok", elapsed_s=1.5, usage={
+        "openai/scripted": {"calls": 5, "cached_calls": 5, "prompt_tokens": 1}}))
+    w.finish()
+    view = replay_deltas(w.sent)
+    pills, bars = view["head"]["parts"]["pills"], view["head"]["parts"]["bars"]
+    assert "2 retries" in pills and "replayed from cache" in pills and ">ok<" in pills
+    assert "sub-calls" in bars and "cost $" in bars and "turns" in bars  # budget bars
+    sub = view["s:sub2"]["parts"]
+    assert "1 retry" in sub["sum"] and "RateLimitError: slow down" in sub["body"]
+    assert "1 retry" in view["t:root01:2"]["parts"]["sum"]
+    assert "APIError: 502" in view["t:root01:2"]["parts"]["sum"]
+
+
+def test_errors_and_partial_answers_show_at_the_end() -> None:
+    w = Recorder(live=True, max_rate=0)
+    for e in synthetic_run(1, finished=False):
+        w(e)
+    w(ev.BudgetWarning(run_id="root01", limit="cost", used=0.9, allowed=1.0))
+    w(ev.RunFinished(run_id="root01", answer="half of it", status="error",
+                     error="turn limit reached", error_type="TurnLimitExceeded"))
+    w.finish()
+    end = replay_deltas(w.sent)["end"]["parts"]
+    assert "cost warning" in end["notes"]
+    assert "Partial answer" in end["answer"] and "half of it" in end["answer"]
+    assert "TurnLimitExceeded: turn limit reached" in end["answer"]
+
+
 def test_rate_limit_over_time() -> None:
     w = Recorder(live=True, max_rate=10)
     events = synthetic_run(40)
