@@ -760,12 +760,18 @@ def run_map(rlm: RLM, question: str, contexts: Any, *, output_type: Any = None,
 
     backend.output_type = output_type  # type: ignore[attr-defined]
 
+    stopping: list[bool] = []
+
     def emit(event: MapEvent) -> None:
-        if on_event is not None:
-            try:
-                on_event(event)
-            except Exception:  # noqa: BLE001 - a broken display never stops the map
-                pass
+        if on_event is None:
+            return
+        try:
+            on_event(event)
+        except Exception:  # noqa: BLE001 - a broken display never stops the map
+            pass
+        except BaseException:  # Ctrl-C: stop once, then let the cleanup finish in peace
+            if not stopping:
+                raise
 
     emit(MapStarted(question=question, keys=[str(i.key) for i in items],
                     executor=backend.name, concurrency=concurrency))
@@ -827,6 +833,7 @@ def run_map(rlm: RLM, question: str, contexts: Any, *, output_type: Any = None,
                 wake.wait(0.05)
     except BaseException as exc:  # KeyboardInterrupt in a script: stop cleanly, then re-raise
         interrupted = exc
+        stopping.append(True)
         cancel.set()
     try:
         if cancel.is_set():

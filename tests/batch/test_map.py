@@ -153,3 +153,34 @@ def test_cancel_a_running_map_leaks_no_sandbox_or_thread(map_server, map_rlm):
     gc.collect()
     assert len(local._LIVE) == 0
     assert not [t for t in threading.enumerate() if t.name.startswith("rlm-map")]
+
+
+def test_ctrl_c_in_a_script_stops_the_items_then_propagates(map_server, map_rlm, tmp_path):
+    from rlm_jupyter.sandbox import local
+
+    srv = map_server(latency_s=lambda req: 0.5 if req.kind == "sub" else 0.0)
+    path = tmp_path / "rows.jsonl"
+
+    def on_event(event):
+        if event.type == "item_started":
+            raise KeyboardInterrupt  # what Ctrl-C does to the driver thread
+
+    with pytest.raises(KeyboardInterrupt):
+        map_rlm(srv).map("Code?", [doc(n) for n in range(4)], concurrency=2, resume=path,
+                         on_event=on_event)
+    gc.collect()
+    assert len(local._LIVE) == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("rlm-map")]
+    assert len(path.read_text().splitlines()) == 4  # every row written, all cancelled
+
+
+def test_any_executor_a_process_pool(map_server, map_rlm):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    srv = map_server()
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        result = map_rlm(srv).map("Code of {key}?", {"a": doc(1), "b": doc(2), "bad": doc(3)},
+                                  executor=pool)
+    assert [(r.key, r.status, r.answer) for r in result] == [
+        ("a", "ok", "1"), ("b", "ok", "2"), ("bad", "error", None)]
