@@ -804,6 +804,9 @@ def run_map(rlm: RLM, question: str, contexts: Any, *, output_type: Any = None,
 
     def finish(item: MapItem, result: ItemResult) -> None:
         drain()
+        if not isinstance(backend, _ThreadBackend):
+            # items on other processes charged a copy of the total: charge the real one here
+            shared.add(result.total_tokens, result.cost_usd)
         results[item.index] = result
         finished.add(item.index)
         writer.write(item, result)
@@ -817,7 +820,11 @@ def run_map(rlm: RLM, question: str, contexts: Any, *, output_type: Any = None,
                 if spent is not None:
                     finish(item, _error_result(item, spent, time.monotonic()))
                     continue
-                future = backend.submit(item)
+                try:
+                    future = backend.submit(item)
+                except Exception as exc:  # noqa: BLE001 - e.g. a context that cannot pickle
+                    finish(item, _error_result(item, exc, time.monotonic()))
+                    continue
                 in_flight[future] = item
                 _on_done(future, wake)
             if cancel.is_set():

@@ -70,3 +70,13 @@ def test_cancelled_dask_map_cancels_its_futures(map_server, map_rlm, dask_client
         return len(local._LIVE)
 
     assert set(dask_client.run(live_sandboxes).values()) == {0}
+
+
+def test_total_budget_on_dask_stops_starting_items(map_server, map_rlm, dask_client):
+    srv = map_server()
+    rlm = map_rlm(srv)
+    one = rlm.map("Code?", [doc(1)])[0].total_tokens
+    result = rlm.map("Code?", [doc(n) for n in range(5)], executor=dask_client, concurrency=1,
+                     max_total_tokens=int(one * 1.5))
+    assert result[0].status == "ok"
+    assert [r.error_type for r in result.results[2:]] == ["TokenLimitExceeded"] * 3
