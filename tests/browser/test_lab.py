@@ -121,6 +121,28 @@ print('ready')""",
 ]
 
 
+# A second view of a live widget opened mid-run (a re-displayed output, a reload) catches up
+# with a snapshot, then follows the deltas like the first.
+LATE_CELLS = [
+    """import threading, time
+from rlm_jupyter.engine import events as ev
+from rlm_jupyter.jupyter.widget import RunWidget
+slow = RunWidget(live=True)
+display(slow)
+def feed():
+    slow(ev.RunStarted(run_id='late', question='late view', model='m'))
+    slow(ev.TurnStarted(run_id='late', turn=1))
+    slow(ev.ModelResponse(run_id='late', turn=1, text='looking', prompt_tokens=10))
+    for i in range(60):
+        slow(ev.SubCallStarted(run_id='late', turn=1, span_id=f's{i}', prompt_preview=f'p{i}'))
+        slow(ev.SubCallFinished(run_id='late', turn=1, span_id=f's{i}', response_preview=f'r{i}'))
+        time.sleep(0.1)
+    slow(ev.RunFinished(run_id='late', answer='late **done**', turns=1, subcalls=60))
+    slow.finish()
+threading.Thread(target=feed).start()""",
+    "time.sleep(2)\ndisplay(slow)",
+]
+
 # The notebook of tests/browser/test_static_offline.py: in JupyterLab the live widget shows and
 # the static view beside it (for nbconvert and GitHub) stays hidden.
 STATIC_CELLS = [
@@ -134,7 +156,7 @@ STATIC_CELLS = [
 def lab(tmp_path_factory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("lab")
     for name, cells in (("live.ipynb", NOTEBOOK_CELLS), ("places.ipynb", PLACES_CELLS),
-                        ("static.ipynb", STATIC_CELLS)):
+                        ("static.ipynb", STATIC_CELLS), ("late.ipynb", LATE_CELLS)):
         nb = {"cells": [_cell(src) for src in cells], "metadata": {
             "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
                            "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
@@ -394,3 +416,24 @@ def test_lab_shows_the_live_widget_and_not_the_static_view(lab: str) -> None:
         expect(cell.locator(".jp-OutputArea-child:has(.rlm-static-beside)")).to_be_hidden()
         expect(cell.get_by_text("4921-ALPHA", exact=False).locator("visible=true")).to_have_count(1)
         _shot(page, "lab_static_hidden.png")
+
+
+def test_a_view_opened_mid_run_catches_up(lab: str) -> None:
+    from playwright.sync_api import expect
+
+    with _notebook(lab, "late.ipynb") as page:
+        _run_cell(page, 0)
+        first = _widget(page, 0)
+        expect(first.locator(".rlm-c-subcalls")).to_contain_text("sub-calls", timeout=60_000)
+        _run_cell(page, 1)
+        second = _widget(page, 1)
+        # It missed the first deltas: it must show the turn and the sub-calls so far at once.
+        expect(second.locator(".rlm-turn").first).to_be_visible(timeout=30_000)
+        expect(second.locator(".rlm-status")).to_have_text("running")
+        for w in (first, second):
+            expect(w.locator(".rlm-status")).to_have_text("ok", timeout=60_000)
+            expect(w.locator(".rlm-c-subcalls")).to_contain_text("60 sub-calls")
+            expect(w.locator(".rlm-answer strong")).to_have_text("done")
+        second.locator("details.rlm-subs > summary").first.click()
+        expect(second.locator(".rlm-sub")).to_have_count(60)
+        _shot(page, "late_view.png")
