@@ -161,6 +161,7 @@ class Run:
         self._stuck = 0  # loop_breaker: stuck replies in a row (empty, fence-only, repeated)
         self._replies: set[str] = set()  # reply texts that gave no answer (loop_breaker)
         self._confirmed = False  # confirm_final asked once
+        self._confirm_turn = 0  # the turn whose finish was held back to be confirmed
         self._pending: str | None = None  # a finish the engine held back: best evidence
         self._last_good_code = ""  # the last block that ran without error (loop_breaker)
 
@@ -367,7 +368,8 @@ class Run:
                     return None, refused
             if answer is not None:
                 return answer, None
-            self._replies.add(reply.text.strip())
+            if self._confirm_turn != turn:  # "FINAL(x) again" is the confirmation asked for
+                self._replies.add(reply.text.strip())
             messages.append({"role": "user", "content": feedback})
         # Out of turns: one last call for the best answer, which still respects the budget.
         self.turn += 1
@@ -667,6 +669,7 @@ class Run:
 
     def _confirm_note(self, value: str) -> str:
         self._confirmed = True
+        self._confirm_turn = self.turn
         self._pending = str(value)
         shown = str(value) if len(str(value)) <= 200 else str(value)[:200] + "..."
         return prompts.CONFIRM_NOTE.format(value=shown)
