@@ -6,6 +6,8 @@ model works too (``--litellm-model openai/gpt-4o-mini --window 128000``). Writes
 outcome to ``artifacts/eval/``.
 
     python benchmarks/eval_local.py --sizes 4000,32000,128000 --families sniah,oolong,pairs
+    python benchmarks/eval_local.py ds --help   # the data-science families, guardrails on/off,
+                                                # prompt caching (benchmarks/_eval_ds.py)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -94,6 +97,11 @@ def load_outcomes(path: Path, task_ids: set[str], method: str) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "ds":
+        from _eval_ds import main as ds_main  # the data-science families (issue 18)
+
+        return ds_main(argv[1:])
     args = _args(argv)
     from rlm_jupyter import RLM
     from rlm_jupyter.evalkit import (markdown_table, outcome_lines, replace_section, run_suite,

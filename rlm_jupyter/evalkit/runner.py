@@ -146,8 +146,21 @@ def run_rlm(task: Task, rlm: Any) -> Outcome:
     """``rlm.run(question, context)``; tokens and cost summed over every call of the run."""
     t0 = time.monotonic()
     pred, err, prompt_t, compl_t, cost, extra = None, None, 0, 0, 0.0, {}
+    roots: list[dict[str, Any]] = []
+
+    def on_event(event: Any) -> None:
+        # Root turns' latency and prompt size, for the prompt-caching figures.
+        if getattr(event, "type", "") == "model_response" and not getattr(event, "depth", 0):
+            roots.append({"latency_s": round(float(event.latency_s or 0.0), 3),
+                          "prompt_tokens": int(event.prompt_tokens or 0)})
+
     try:
-        result = rlm.run(task.question, context=task.context)
+        context: Any = task.context
+        if task.meta.get("as_frame"):
+            from .families import as_frame
+
+            context = as_frame(task.context)
+        result = rlm.run(task.question, context=context, on_event=on_event)
         pred = result.answer
         for u in (result.usage or {}).values():
             prompt_t += int(u.get("prompt_tokens", 0) or 0)
@@ -156,7 +169,7 @@ def run_rlm(task: Task, rlm: Any) -> Outcome:
         if result.error is not None:
             err = f"{type(result.error).__name__}: {result.error}"[:500]
         extra = {"status": result.status, "log_path": str(result.log_path or ""),
-                 "turns": _count_turns(result), "usage": result.usage}
+                 "turns": _count_turns(result), "usage": result.usage, "root_calls": roots}
     except Exception as exc:  # noqa: BLE001 - reported, scored 0
         err = f"{type(exc).__name__}: {exc}"[:500]
     wall = time.monotonic() - t0
