@@ -305,6 +305,16 @@ class RunWidget(anywidget.AnyWidget):
         self._schedule()
 
     # -- static view beside the widget ---------------------------------------------------------
+    def show(self) -> Any:
+        """Display the widget and, beside it, its static view; the widget's display handle.
+        For a finished run (a replay) the static view is complete at once."""
+        from IPython.display import display
+
+        self._static_id = f"rlm-static-{self.uid}"  # before the widget: its bundle then
+        handle = display(self, display_id=True)     # leaves the HTML copy out
+        self.display_static()
+        return handle
+
     def display_static(self) -> None:
         """Display, beside the widget, a static view of the run that ``finish()`` fills in.
 

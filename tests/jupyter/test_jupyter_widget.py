@@ -255,3 +255,40 @@ def test_widget_js_only_places_fragments() -> None:
     module_level = js.split("function render(")[0]
     assert not re.search(r"\bnew (Map|Set|WeakMap)\b|\blet\b|\bvar\b", module_level)
     assert "return () =>" in js.split("function render(")[1]  # the view cleans up after itself
+
+
+def test_a_widget_cell_carries_the_static_view_beside_the_widget(shell) -> None:
+    """What a %%rlm cell publishes in a real shell: the widget, then a static-view placeholder
+    with its own display id, filled by an update when the run ends (nbconvert keeps that
+    update); the widget's own bundle then has no HTML copy."""
+    from IPython.utils.capture import capture_output
+
+    from jupyter_helpers import use_server
+    from rlm_jupyter.testing import ScriptedServer
+
+    shell.magics.display = "widget"
+    shell["doc"] = "x"
+    with ScriptedServer(root=lambda req: "FINAL(static **ok**)") as srv:
+        use_server(shell, srv)
+        with capture_output() as cap:
+            assert shell.run("%%rlm --context doc -o res\nQ?").success
+    first = [o.data for o in cap.outputs]
+    assert "application/vnd.jupyter.widget-view+json" in first[0]
+    assert "rlm-static-beside" in first[1]["text/html"] and "static" not in first[1]["text/plain"]
+    statics = [d for d in first[2:] if "rlm-static-beside" in d.get("text/html", "")]
+    assert statics and "<strong>ok</strong>" in statics[-1]["text/html"]
+    assert "static **ok**" in statics[-1]["text/plain"]
+    widgets = [d for d in first[2:] if "application/vnd.jupyter.widget-view+json" in d]
+    assert widgets and "text/html" not in widgets[-1]
+
+
+def test_show_displays_a_finished_run_with_its_static_view(shell) -> None:
+    from IPython.utils.capture import capture_output
+
+    w = RunWidget(synthetic_run(3))
+    with capture_output() as cap:
+        w.show()
+    datas = [o.data for o in cap.outputs]
+    assert "application/vnd.jupyter.widget-view+json" in datas[0]
+    assert "text/html" not in datas[0]  # one static copy, beside it
+    assert "<strong>42</strong>" in datas[1]["text/html"] and w.uid in datas[1]["text/html"]
