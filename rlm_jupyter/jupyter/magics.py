@@ -512,11 +512,9 @@ class RLMMagics(_KnobTraits):  # type: ignore[misc, valid-type]
         events = load_events(self._log_dir(args.log_dir), args.run)
         mode = self._display_mode(False)
         if mode == "widget":
-            from IPython.display import display
-
             from rlm_jupyter.jupyter.widget import RunWidget
 
-            display(RunWidget(events))
+            RunWidget(events).show()  # with its static view: readable offline too
         elif mode == "html":
             from IPython.display import HTML, display
 
