@@ -12,7 +12,7 @@ import pytest
 from rlm_jupyter import errors
 from rlm_jupyter.engine import batch
 
-from conftest import doc  # noqa: E402  (tests/batch/conftest.py)
+from map_helpers import doc
 
 
 def test_list_keys_are_positions_and_rows_are_complete(map_server, map_rlm):

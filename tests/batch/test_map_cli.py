@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 
-from conftest import doc  # noqa: E402  (tests/batch/conftest.py)
+from map_helpers import doc
 
 
 def test_rlm_map_writes_one_row_per_file(map_server, tmp_path):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import doc  # noqa: E402  (tests/batch/conftest.py)
+from map_helpers import doc
 
 distributed = pytest.importorskip("distributed", reason="pip install 'rlm-jupyter[dask]'")
 

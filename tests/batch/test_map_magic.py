@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from conftest import doc  # noqa: E402  (tests/batch/conftest.py)
+from map_helpers import doc
 
 
 @pytest.fixture
