@@ -145,7 +145,7 @@ HOSTILE = textwrap.dedent('''
             send(pickle.dumps(Evil()) + b"\\n")
         elif mode == "huge":
             send(b'{"op": "result", "id": ' + str(msg["id"]).encode() + b', "stdout": "'
-                 + b"A" * (9 * 1024 * 1024) + b'"}\\n')
+                 + b"A" * (65 * 1024 * 1024) + b'"}\\n')  # over message_limit(0)
         elif mode == "bigfields":
             send(json.dumps({"op": "result", "id": msg["id"], "stdout": "B" * 2_000_000,
                              "error": "E" * 2_000_000, "final": 5, "answer": [1],
