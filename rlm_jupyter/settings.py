@@ -58,6 +58,8 @@ class Knob:
     cli: tuple[str, ...] | None = None
     metavar: str | None = None
     secret: bool = False
+    #: Words a ``bool`` knob takes besides True/False (``tracing="content"``).
+    words: tuple[str, ...] = ()
 
     @property
     def nullable(self) -> bool:
@@ -166,7 +168,7 @@ KNOBS: tuple[Knob, ...] = (
     _k("tracing", bool, None,
        "OpenTelemetry spans of each run (rlm_jupyter/telemetry): None = on when a tracer "
        "provider is configured, True, False, or 'content' (prompts and outputs too).",
-       env="RLM_TRACING", traitlet="tracing", cli=("--tracing",)),
+       env="RLM_TRACING", traitlet="tracing", cli=("--tracing",), words=("content",)),
     _k("guardrails", str, "auto",
        "Small-model fixes (engine/guardrails.py): auto, small, strong, off, a dict "
        "{fix: bool}, or 'small,-confirm_final'.", env="RLM_GUARDRAILS",

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Bool, CFloat, CInt, Enum, TraitType, Unicode, observe
+from traitlets import Bool, CFloat, CInt, Enum, TraitType, Unicode, Union, observe
 
 from rlm_jupyter.jupyter import messages
 from rlm_jupyter.jupyter.map_magic import map_options
@@ -37,6 +37,9 @@ def _trait(knob: Knob) -> TraitType:
     """The traitlet for a knob: ``None`` (not set in this session) unless assigned."""
     if knob.choices is not None:
         trait: TraitType = Enum(knob.choices, None, allow_none=True, help=knob.help)
+    elif knob.type is bool and knob.words:  # True/False or one of its words ("content")
+        trait = Union([Bool(), Enum(knob.words)], default_value=None, allow_none=True,
+                      help=knob.help)
     elif knob.type is bool:
         trait = Bool(None, allow_none=True, help=knob.help)
     elif knob.type is int:

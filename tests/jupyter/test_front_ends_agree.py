@@ -155,3 +155,13 @@ def test_magic_max_tokens_option_is_deprecated(shell: Shell) -> None:
     with pytest.warns(DeprecationWarning):
         assert shell.run("%rlm config max_tokens=5000").success
     assert shell.magics.max_total_tokens == 5000
+
+
+def test_tracing_takes_content_in_a_notebook(shell) -> None:
+    """tracing is True/False or "content" (prompts and outputs too): the notebook knob takes
+    all three, as RLM(tracing=...) and RLM_TRACING do."""
+    for value in ("content", "True", "False", "None"):
+        assert shell.run(f"%rlm config tracing={value}").success, value
+    assert shell.run("%rlm config tracing=content").success
+    assert shell.magics.tracing == "content"
+    assert not shell.run("%rlm config tracing=everything").success
