@@ -27,6 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SUBSECTION = "### Data-science families (issue 18)"
 _PERF = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens")
+#: llama-cpp-python's line when it reuses a cached prefix (the server runs with
+#: PYTHONUNBUFFERED=1 so it reaches the log before the reply).
+_REUSE = re.compile(r"prefix-match hit, remaining (\d+) prompt tokens to eval")
 
 
 def _args(argv: list[str]) -> argparse.Namespace:
@@ -85,9 +88,14 @@ class _Meter:
                 f.seek(start)
                 new = f.read().decode(errors="replace")
             perf = _PERF.findall(new)
+            reuse = _REUSE.findall(new)
             root = bool(messages) and messages[0].get("role") == "system"
+            # Tokens the server evaluated: the remainder after its cached prefix, or (no prefix
+            # reused) the whole prompt.
+            evaluated = (int(reuse[-1]) if reuse else
+                         sum(int(n) for _, n in perf) if perf else reply.prompt_tokens)
             meter.calls.append({"root": root, "wall_s": round(wall, 2),
-                                "evaluated": sum(int(n) for _, n in perf) if perf else None,
+                                "evaluated": evaluated, "reused": bool(reuse),
                                 "eval_ms": sum(float(ms) for ms, _ in perf) if perf else None,
                                 "prompt_tokens": reply.prompt_tokens})
             return reply

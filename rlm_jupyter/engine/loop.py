@@ -647,10 +647,22 @@ class Run:
         return ""
 
     def _loop_note(self, why: str) -> str:
+        """A concrete next step: what the model printed last and, when that does not hold the
+        question's key word, the lines of `context` that do (found by the engine) and a search
+        for that word; else code that prints the variables its last good block assigned."""
         evidence = self._evidence()
+        text = isinstance(self.context, str)
+        missing = [t for t in self._terms if t not in evidence]
         names = gr.assigned_names(self._last_good_code) if self._last_good_code else []
-        example = prompts.loop_example(self._terms, names, isinstance(self.context, str))
+        if missing and text:
+            names = []  # its variables hold nothing useful: search for the word instead
+        example = prompts.loop_example(missing or self._terms, names, text)
         found = prompts.LOOP_FOUND.format(evidence=evidence) if evidence else ""
+        if missing and text:
+            count, lines = lines_containing(self.context, missing[0], limit=3)
+            if count:
+                found += prompts.LOOP_LINES.format(term=missing[0], count=count, lines="\n".join(
+                    f"    {line[:300]}" for line in lines))
         return prompts.LOOP_NOTE.format(what=why, found=found, example=example)
 
     def _stuck_end(self) -> tuple[str | None, errors.RLMError]:

@@ -170,6 +170,8 @@ LOOP_NOTE = (
     "Or, if the output above already answers the question, reply with FINAL(the answer)."
 )
 LOOP_FOUND = "What you found so far:\n{evidence}\n"
+LOOP_LINES = ("`context` has {count} lines that contain {term!r}; the first ones (copy their "
+              "exact format):\n{lines}\n")
 LOOP_GAVE_UP = (
     "The run stopped after {count} replies in a row that were empty, only a code fence, or a "
     "repeat of an earlier reply (the model was stuck). {best}"
