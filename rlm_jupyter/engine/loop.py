@@ -329,6 +329,9 @@ class Run:
             self.turn_span = started.span_id
             reply = self._root_call(messages)
             parsed = self._parse(reply.text)
+            if self._resends_confirmed_finish(parsed):
+                # Asked to confirm, it sent the block that finished again: that confirms it.
+                return self._pending, None
             stuck = self._stuck_reply(reply.text, parsed)
             repeat = (stuck is None and self.guards.on("repeat_ladder")
                       and self._only_repeats(parsed))
@@ -636,6 +639,12 @@ class Run:
         if self.guards.on("repeat_ladder"):
             self._repeats_in_a_row += 1  # and sample the next call hotter
         return why
+
+    def _resends_confirmed_finish(self, parsed: ParsedReply) -> bool:
+        return bool(self._confirm_turn and self._confirm_turn == self.turn - 1
+                    and self._pending is not None and parsed.code_blocks
+                    and all(c.strip() in self._seen_code for c in parsed.code_blocks)
+                    and any("FINAL" in c for c in parsed.code_blocks))
 
     def _evidence(self) -> str:
         """The last printed output worth showing (a few lines), or ""."""

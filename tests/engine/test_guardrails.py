@@ -210,3 +210,11 @@ def test_off_keeps_a_prose_reply_in_the_history(server_factory, rlm_for):
     second = srv.requests.roots()[1]
     assert any(m["role"] == "assistant" and "think about it" in m["content"]
                for m in second.messages)
+
+
+def test_resending_the_finishing_block_confirms_it(server_factory, rlm_for):
+    block = fence("n = len(context.split())\nFINAL(n)")
+    srv = server_factory(root=[block, block])
+    result = rlm_for(srv, guardrails="small").run("how many words?", context="a b c d")
+    assert result.answer == "4" and result.status == "ok"
+    assert "Check before answering" in last_user(srv.requests.roots()[1])
