@@ -228,6 +228,36 @@ def report(paths: list[str]) -> str:
                 "", f"Median root turn with caching / without: **{ratio:.2f}x** (target ≤ 0.5x: "
                 f"{'met' if ratio <= 0.5 else 'not met'}).",
             ]
+    # The issue's targets, each met / not met / not measured.
+    def share(v: str) -> tuple[int, int]:
+        vr = [r for r in rows if r["variant"] == v]
+        return sum(1 for r in vr if r["score"] >= 0.99), len(vr)
+
+    rc, rn = share("small")
+    pc, pn = share("plain")
+    rlm_runs = [r for r in rows if r["variant"] not in ("plain",)]
+    small_runs = [r for r in rows if r["variant"] in ("small", "flush")]
+    loops = sum(1 for r in small_runs if _loop_run(r))
+    right_err = sum(1 for r in small_runs if r["score"] >= 0.99 and r.get("error"))
+    ratio_line = next((ln for ln in cache_lines if ln.startswith("Median root turn")), None)
+    verdict = (lambda ok: "met" if ok else "not met")
+    targets = ["", "**Targets of issue 18** (the `small` profile, the default for this model):", "",
+               f"- RLM correct on ≥ 60% of the new families' runs: {rc}/{rn} "
+               f"({100 * rc / rn:.0f}%): **{verdict(rc >= 0.6 * rn)}**." if rn else
+               "- RLM ≥ 60%: not measured.",
+               f"- Plain call ≤ 10%: {pc}/{pn} ({100 * pc / pn:.0f}%): "
+               f"**{verdict(pc <= 0.1 * pn)}** (plain ran on {pn} of the cells only)." if pn else
+               "- Plain call ≤ 10%: not measured.",
+               f"- No run ends in a loop of empty or repeated replies: {loops} of "
+               f"{len(small_runs)} `small`/`flush` runs were stuck (3 empty, fence-only or "
+               f"repeated replies in a row; the loop breaker ended them there with their best "
+               f"evidence instead of at the turn limit, but they count against the target): "
+               f"**{verdict(loops == 0)}**.",
+               f"- No right answer reported as an error: {right_err} of {len(small_runs)}: "
+               f"**{verdict(right_err == 0)}**.",
+               (f"- Root turn with caching ≤ 0.5x without: {ratio_line.split(': ', 1)[1]}"
+                if ratio_line else "- Root turn with caching ≤ 0.5x without: not measured."),
+               f"- All RLM runs in this table: {len(rlm_runs)}."]
     per_task = ["", "<details><summary>Per run</summary>", "",
                 "| variant | task | score | answer | prediction | status | turns | wall s |",
                 "|---|---|---:|---|---|---|---:|---:|"]
@@ -238,7 +268,7 @@ def report(paths: list[str]) -> str:
                         f"{json.dumps(r['answer'])[:30]} | {pred.replace('|', '/')} | "
                         f"{ex.get('status', '-')} | {ex.get('turns', '-')} | {r['wall_s']:.0f} |")
     per_task += ["", "</details>"]
-    return "\n".join(lines + cache_lines + per_task)
+    return "\n".join(lines + cache_lines + targets + per_task)
 
 
 def write_subsection(path: Path, body: str) -> None:
