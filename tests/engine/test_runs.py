@@ -75,11 +75,15 @@ def test_needle_in_5mb_context_with_batched_subcalls(server_factory, rlm_for):
 def test_output_is_capped_with_a_note(server_factory, rlm_for):
     srv = server_factory(root=[fence("print('x' * 500_000)"), "FINAL(done)"])
     result = rlm_for(srv).run("q", context="abc")
-    feedback = last_user(srv.requests[-1]) if srv.requests else ""
     root_reqs = [r for r in srv.requests if any(m["role"] == "system" for m in r.messages)]
     feedback = last_user(root_reqs[1])
     assert len(feedback) < 60_000
     assert re.search(r"(truncat|cut|omitted)", feedback, re.I)
+    # Exactly the cap (output_chars, 20,000 by default) reaches the model, and the note says
+    # how much was cut (500,000 x's and the newline) and what the limit is.
+    assert "x" * 20_000 in feedback and "x" * 20_001 not in feedback
+    assert "output truncated: 480001 more characters were not shown (limit 20000)" in feedback
+    assert result.trajectory.turns[0].code[0].stdout == "x" * 20_000
     assert result.answer == "done"
 
 
@@ -189,10 +193,19 @@ def test_subcall_budget_refuses_before_sending(server_factory, rlm_for):
 
 def test_token_budget(server_factory, rlm_for):
     srv = server_factory(root=lambda req: fence("print('y' * 3000)"))
-    result = rlm_for(srv, max_tokens=3000, max_iterations=30).run("q", context="c")
+    result = rlm_for(srv, max_total_tokens=3000, max_iterations=30).run("q", context="c")
     assert isinstance(result.error, errors.TokenLimitExceeded)
     root_requests = [r for r in srv.requests if any(m["role"] == "system" for m in r.messages)]
     assert 1 <= len(root_requests) < 30
+    # The call that would break the budget was refused before it was sent: every request
+    # the server saw was charged, the tokens spent stay within the budget, and the refused
+    # call (what was spent plus its estimated prompt) is what would have crossed it.
+    usage = result.usage[srv.model]
+    assert len(srv.requests) == usage["calls"] == len(root_requests)
+    assert usage["total_tokens"] <= 3000 < result.error.used
+    assert result.error.allowed == 3000
+    exceeded = [e for e in result.events if isinstance(e, ev.BudgetExceededEvent)]
+    assert [(e.limit, e.allowed) for e in exceeded] == [("tokens", 3000)]
 
 
 def test_usd_budget_with_registered_prices(server_factory, tmp_path):
@@ -209,7 +222,18 @@ def test_usd_budget_with_registered_prices(server_factory, tmp_path):
                  budget_usd=1.0, max_iterations=10, log_dir=str(tmp_path)).run("q", context="c")
     assert isinstance(result.error, errors.CostLimitExceeded), result.error
     assert 1.0 <= result.cost_usd < 3.0
-    assert result.notes == [] or all("No price" not in n for n in result.notes)
+    assert not any("No price" in n for n in result.notes)
+    # The registered prices were used, per call and in total...
+    usage = result.usage[f"openai/{name}"]
+    assert result.cost_usd == pytest.approx(
+        0.001 * usage["prompt_tokens"] + 0.002 * usage["completion_tokens"])
+    costs = [e.cost_usd for e in result.events if isinstance(e, ev.ModelResponse)]
+    assert costs and all(c > 0 for c in costs)
+    # ...and the run stopped at the first call after the budget was spent: the calls before
+    # the last one were under it, and the refused call never reached the server.
+    assert sum(costs[:-1]) < 1.0 <= sum(costs) == pytest.approx(result.cost_usd)
+    assert len(srv.requests) == usage["calls"] == len(costs)
+    assert result.error.allowed == 1.0 and result.error.used == pytest.approx(result.cost_usd)
 
 
 def test_unpriced_models_cost_zero_with_a_note(server_factory, rlm_for):
@@ -540,13 +564,27 @@ def test_cancel_abandons_calls_in_flight(server_factory, rlm_for):
                          sub=lambda p, r: "slow")
     srv.inject("slow", times=3, delay_s=20, match="sub")
     cancel = threading.Event()
-    threading.Timer(1.5, cancel.set).start()
-    started = time.monotonic()
+    cancelled_at: list[float] = []
+
+    def cancel_when_all_subcalls_are_in_flight() -> None:
+        # Not a fixed timer: a cold litellm import alone can take longer than one, and the
+        # run would then be cancelled before any call was made.
+        deadline = time.monotonic() + 60
+        while len(srv.requests.subs()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        cancelled_at.append(time.monotonic())
+        cancel.set()
+
+    threading.Thread(target=cancel_when_all_subcalls_are_in_flight, daemon=True).start()
     result = rlm_for(srv).run("q", context="c", cancel=cancel)
-    assert time.monotonic() - started < 6
+    assert len(srv.requests.subs()) == 3  # the three sub-calls were sent and held (20 s each)
+    assert time.monotonic() - cancelled_at[0] < 6  # abandoned, not waited for
     assert result.status == "cancelled"
+    assert result.answer is None and len(srv.requests.roots()) == 1  # no second turn
     code = result.trajectory.turns[0].code
-    assert not code or "Cancelled" in (code[0].error or "")
+    assert code and "Cancelled" in (code[0].error or "")
+    subcalls = result.trajectory.turns[0].subcalls
+    assert len(subcalls) == 3 and all("cancelled" in (s.error or "") for s in subcalls)
 
 
 @pytest.mark.parametrize("reply", ["FINAL(<the answer>)", "FINAL(your answer)",

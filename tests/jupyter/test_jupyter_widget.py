@@ -16,10 +16,12 @@ class Recorder(RunWidget):
 
     def __init__(self, *args, **kwargs) -> None:
         self.sent: list[dict] = []
+        self.sent_at: list[float] = []  # time.monotonic() of each send
         super().__init__(*args, **kwargs)
 
     def send(self, content, buffers=None) -> None:  # noqa: D102 - comm stand-in
         self.sent.append(content)
+        self.sent_at.append(time.monotonic())
 
 
 def replay_deltas(messages: list[dict]) -> dict[str, dict]:
@@ -145,6 +147,11 @@ def test_rate_limit_over_time() -> None:
     time.sleep(0.15)
     assert len(w.sent) <= elapsed * 10 + 2
     assert replay_deltas(w.sent)["end"]["parts"]["answer"]  # and nothing was lost
+    # The view was updated while the run went on (not only at its end)...
+    assert len(w.sent) >= 3, f"{len(w.sent)} messages over {elapsed:.2f} s"
+    # ...never faster than 10 a second; only the root run's end is sent at once.
+    live_gaps = [b - a for a, b in zip(w.sent_at[:-2], w.sent_at[1:-1])]
+    assert live_gaps and min(live_gaps) >= 0.09, live_gaps
 
 
 def test_streamed_text_reaches_the_view_merged() -> None:

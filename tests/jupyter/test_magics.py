@@ -152,7 +152,19 @@ def test_interpolation_and_raw(shell: Shell) -> None:
         assert shell["res_run"].question == "Hi {who}"
 
 
-def test_widget_mode_builds_the_view(shell: Shell) -> None:
+def test_widget_mode_builds_the_view(shell: Shell, monkeypatch) -> None:
+    import IPython.display
+
+    from rlm_jupyter.jupyter.widget import RunWidget
+
+    shown: list[object] = []
+    real_display = IPython.display.display
+
+    def spy(*objs, **kwargs):
+        shown.extend(objs)
+        return real_display(*objs, **kwargs)
+
+    monkeypatch.setattr(IPython.display, "display", spy)
     shell.magics.display = "widget"
     shell["doc"] = "x"
     with ScriptedServer(root=list(ROOT), sub="42") as srv:
@@ -160,18 +172,46 @@ def test_widget_mode_builds_the_view(shell: Shell) -> None:
         assert shell.run("%%rlm --context doc -o res\nQ?").success
     run = shell["res_run"]
     assert run.answer == "the answer is 42"
+    # One live view was displayed, fed the whole run, and closed with its static copy filled.
+    views = [o for o in shown if isinstance(o, RunWidget)]
+    assert len(views) == 1
+    view = views[0]
+    assert view.live is False and view.status == "ok"
+    root = view.tree.root
+    assert root.run_id == run.run_id and root.answer == "the answer is 42"
+    totals = view.tree.totals()
+    assert totals.turns == 3 and totals.subcalls == 1
+    assert {n["id"] for n in view.snapshot["nodes"]} >= {"head", "end", f"t:{run.run_id}:3"}
+    static = view._static_bundle()
+    assert "the answer is 42" in static["text/plain"] and "<details" in static["text/html"]
 
 
-def test_html_mode_and_last(shell: Shell, capsys) -> None:
+def test_html_mode_and_last(shell: Shell, capsys, monkeypatch) -> None:
+    import IPython.display
+
+    shown: list[object] = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
     shell.magics.display = "html"
     with ScriptedServer(root=lambda req: "FINAL(done)") as srv:
         use_server(shell, srv)
         assert shell.run("%%rlm\nQ?").success
+        # Without a kernel (terminal IPython) the html mode prints the answer as text...
+        assert capsys.readouterr().out.strip().splitlines()[-1] == "done"
+        assert shown == []
+        # ...and in a kernel it displays the folded run as HTML.
+        monkeypatch.setattr(shell.ip, "kernel", object(), raising=False)
+        assert shell.run("%%rlm\nQ?").success
+        monkeypatch.delattr(shell.ip, "kernel", raising=False)
+    html = [o for o in shown if isinstance(o, IPython.display.HTML)]
+    assert len(html) == 1 and "<details" in html[0].data and "done" in html[0].data
     capsys.readouterr()
     res = shell.run("%rlm last")
     assert res.success and res.result is shell["_rlm"]
+    assert res.result.answer == "done"
     bundle = res.result._repr_mimebundle_()
-    assert "<details" in bundle["text/html"] or "done" in bundle["text/plain"]
+    # The result displays as the folded run in HTML, with a text fallback; both hold the answer.
+    assert "<details" in bundle["text/html"] and "done" in bundle["text/html"]
+    assert "done" in bundle["text/plain"]
 
 
 # ----------------------------------------------------------------------------- errors
@@ -362,11 +402,27 @@ def test_config_shows_env_defaults(shell: Shell, capsys, monkeypatch) -> None:
     assert "from RLM_MODEL" in capsys.readouterr().out
 
 
-def test_doctor(shell: Shell, capsys) -> None:
+def test_doctor(shell: Shell, capsys, monkeypatch) -> None:
+    from importlib.metadata import version
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # a failing check, on purpose
     shell.magics.model = "openai/gpt-4o-mini"
     assert shell.run("%rlm doctor").success
     out = capsys.readouterr().out
-    assert "litellm" in out and "RestrictedPython" in out and ("All checks passed" in out or "to fix" in out)
+    assert "litellm" in out and "RestrictedPython" in out
+    lines = out.strip().splitlines()
+    assert f"[ok  ] litellm: version {version('litellm')}" in lines
+    assert "[ok  ] model: openai/gpt-4o-mini" in lines
+    assert "[FAIL] api key: missing OPENAI_API_KEY" in lines
+    assert lines[lines.index("[FAIL] api key: missing OPENAI_API_KEY") + 1].strip().startswith(
+        "fix: export OPENAI_API_KEY=")
+    assert f"[ok  ] RestrictedPython: version {version('RestrictedPython')}" in lines
+    assert f"[ok  ] log directory: {shell.magics.log_dir}" in lines
+    assert any(ln.startswith(("[ok  ] docker:", "[FAIL] docker")) for ln in lines)
+    # The verdict counts the checks above it (one failed: the missing key, maybe Docker).
+    ok = sum(ln.startswith("[ok  ]") for ln in lines)
+    failed = sum(ln.startswith("[FAIL]") for ln in lines)
+    assert ok + failed == 6 and lines[-1] == f"{ok} ok, {failed} to fix"
 
 
 def test_doctor_ping_reaches_the_model(shell: Shell, capsys) -> None:

@@ -46,9 +46,21 @@ def run(sb: Sandbox, code: str) -> ExecResult:
     return r
 
 
-def test_protocol_conformance(sb: Sandbox) -> None:
+def test_protocol_conformance(sb: Sandbox, request: pytest.FixtureRequest) -> None:
+    """isinstance() on a runtime-checkable Protocol only sees that the names exist: this also
+    checks what each method returns."""
     assert isinstance(sb, Sandbox)
     assert sb.kind in BACKENDS
+    assert sb.kind == request.node.callspec.params["sb"]  # the backend asked for
+    failed = sb.execute("raise ValueError('boom')")  # an error in code is a result, not raised
+    assert isinstance(failed, ExecResult) and not failed.ok
+    assert "ValueError: boom" in failed.error
+    fine = sb.execute("print('fine')")
+    assert isinstance(fine, ExecResult) and fine.ok and fine.stdout == "fine\n"
+    assert sb.get_variable("context") == "The quick brown fox. The lazy dog."
+    assert sb.get_variable("no_such_variable") is None
+    assert sb.variables()["context"] == "str"
+    assert sb.__enter__() is sb
 
 
 def test_context_and_print(sb: Sandbox) -> None:

@@ -12,6 +12,7 @@ there: they would freeze the test process itself.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -321,11 +322,19 @@ def test_get_variable_cannot_hang_or_leak(backend: str, canaries: Canaries) -> N
         r = sb.execute("class A:\n    def __str__(self):\n        while True:\n"
                        "            pass\nx = A()\ny = 'fine'")
         assert r.error is None
+        started = time.monotonic()
         value = sb.get_variable("x")
-        assert value is None or "failed" in value or value.startswith("<")
+        # x exists: its str() is stopped by the worker's own 5 s limit and reported as failed
+        # (not None, as for a missing name), with nothing of the host in it.
+        assert time.monotonic() - started < 15
+        assert value is not None and value.startswith("<str() of x failed"), value
+        for secret in canaries.values():
+            assert secret not in value
         assert sb.get_variable("__builtins__") is None
         assert sb.get_variable("_getattr_") is None
-        assert sb.execute("print(y)").stdout in ("fine\n", "")
+        after = sb.execute("print(y)")  # the sandbox still works, its state kept
+        assert after.error is None and not after.restarted
+        assert after.stdout == "fine\n"
 
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
