@@ -155,9 +155,15 @@ class RunWidget(anywidget.AnyWidget):
             self._timer.start()
 
     def _timer_flush(self) -> None:
+        # The timer stays set while it renders, so events that arrive meanwhile do not start
+        # a second timer that would send right after this delta; what they marked is sent a
+        # full interval after it.
+        self.flush()
         with self._lock:
             self._timer = None
-        self.flush()
+            pending = bool(self._dirty)
+        if pending:
+            self._schedule()
 
     def flush(self) -> None:
         """Render the nodes touched since the last flush and send what changed as one delta."""
