@@ -343,9 +343,6 @@ class LLMClient:
         """
         self._in_flight.abort()
 
-    def close(self) -> None:
-        """Nothing to free: HTTP connection pools are shared per endpoint for the process."""
-
     def _once(self, model: str, messages: list[dict[str, Any]], *, stream: bool,
               on_delta: Callable[[str], None] | None, timeout_s: float | None,
               params: dict[str, Any]) -> LLMReply:

@@ -309,7 +309,6 @@ class Session:
         finally:
             self._current = None
             done.set()
-            client.close()
             if writer is not None:
                 writer.close()
         if cancel.is_set():

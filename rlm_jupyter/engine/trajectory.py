@@ -427,10 +427,6 @@ def read_trajectory(path: str | os.PathLike[str]) -> RunNode:
     return root
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> RunNode:
-    return read_trajectory(path)
-
-
 @dataclass
 class RunSummary:
     """One row of ``%rlm logs`` / ``rlm logs``."""

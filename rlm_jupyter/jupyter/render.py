@@ -439,12 +439,6 @@ def result_mimebundle(result: Any) -> dict[str, str]:
     return bundle
 
 
-def render_events(events: Iterable[Any], fmt: str = "text") -> str:
-    """Convenience for the CLI: ``fmt`` in text | markdown | html."""
-    runs = fold(events).roots
-    return {"text": render_text, "markdown": render_markdown, "html": render_html}[fmt](runs)
-
-
 # -- live view fragments -----------------------------------------------------------------------
 # The widget (widget.py) folds events with the engine's Trajectory and sends these fragments;
 # widget.js only places them. Each node is a *shell* (its element, created once in the browser,

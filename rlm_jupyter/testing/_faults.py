@@ -104,9 +104,3 @@ class FaultQueue:
     def __len__(self) -> int:
         with self._lock:
             return len(self._faults)
-
-
-def fault_for(kind: str | int, times: int = 1, delay_s: float | None = None,
-              match: Match = None) -> Fault:
-    return Fault(kind=str(kind), times=times, delay_s=delay_s, match=match)
-
