@@ -164,20 +164,12 @@ def bench_grid(n: int) -> list[Figure]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--serve", type=float, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--sandbox", default="local")
-    parser.add_argument("--skip-dask", action="store_true")
-    args = parser.parse_args(argv)
-    if args.serve is not None:
-        serve(args.serve)
-        return 0
+def run_section(quick: bool = False, sandbox: str = "local", skip_dask: bool = False) -> Section:
+    """The "7. Many contexts" section (run.py's step 7, or this file run alone)."""
     import tempfile
 
-    n = 8 if args.quick else 64
-    latency = 0.05 if args.quick else 0.2
+    n = 8 if quick else 64
+    latency = 0.05 if quick else 0.2
     log_dir = tempfile.mkdtemp(prefix="rlm-map-bench-")
     section = Section("7. Many contexts: RLM.map", intro=(
         f"{n} contexts; every request waits {latency * 1000:.0f} ms at the scripted server "
@@ -185,16 +177,16 @@ def main(argv: list[str] | None = None) -> int:
         "so 3 sequential requests. Lower bound: ceil(items / concurrency) x 3 x latency."))
     srv = Server(latency)
     try:
-        section.figures.append(bench_threads(srv, n, latency, 8, log_dir, args.sandbox))
-        if not args.skip_dask:
+        section.figures.append(bench_threads(srv, n, latency, 8, log_dir, sandbox))
+        if not skip_dask:
             try:
                 import distributed  # noqa: F401
             except ImportError:
                 section.tables.append("Dask: not installed (pip install 'rlm-jupyter[dask]').")
             else:
-                threads = 4 if args.quick else 8
-                one, ok1 = bench_dask(srv, n, latency, 1, threads, log_dir, args.sandbox)
-                two, ok2 = bench_dask(srv, n, latency, 2, threads, log_dir, args.sandbox)
+                threads = 4 if quick else 8
+                one, ok1 = bench_dask(srv, n, latency, 1, threads, log_dir, sandbox)
+                two, ok2 = bench_dask(srv, n, latency, 2, threads, log_dir, sandbox)
                 bound1 = math.ceil(n / threads) * 3 * latency
                 bound2 = math.ceil(n / (2 * threads)) * 3 * latency
                 section.figures += [
@@ -206,10 +198,23 @@ def main(argv: list[str] | None = None) -> int:
                            target=">= 1.7", ok=one / two >= 1.7,
                            note=f"{os.cpu_count()} cores on this machine"),
                 ]
-        section.figures += bench_grid(200 if args.quick else 1000)
+        section.figures += bench_grid(200 if quick else 1000)
     finally:
         srv.close()
-    print(section.markdown())
+    return section
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sandbox", default="local")
+    parser.add_argument("--skip-dask", action="store_true")
+    args = parser.parse_args(argv)
+    if args.serve is not None:
+        serve(args.serve)
+        return 0
+    print(run_section(args.quick, args.sandbox, args.skip_dask).markdown())
     return 0
 
 

@@ -29,14 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import (HERE, Section, Skip, docker_available, dump_json, in_ci,  # noqa: E402
                    machine_details, table, write_results)
 
-ALL = ["1", "2", "3", "3b", "4", "5", "6"]
+ALL = ["1", "2", "3", "3b", "4", "5", "6", "7"]
 BACKENDS = ["local", "inprocess", "docker"]
 
 #: Every heading this script may write, so a stale one is dropped when a run skips it.
 OWN_HEADINGS = [
     "1. A batch of 64 sub-calls", "2. Per-turn host overhead", "2b. Hotspots (local backend)",
     "3. Large contexts", "3b. Sandbox backends", "4. A cached re-run",
-    "5. Import times", "6. Needle in a haystack: rlm-jupyter beside rlms", "Run notes",
+    "5. Import times", "6. Needle in a haystack: rlm-jupyter beside rlms",
+    "7. Many contexts: RLM.map", "Run notes",
 ]
 
 
@@ -176,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         repeats=p.needle_repeats, with_rlms=with_rlms, ours_backends=backends,
         docker_reason=docker_reason, log=log))
 
+    step("7", "7. Many contexts: RLM.map", lambda: _map_section(quick))
+
     total = time.perf_counter() - started
     notes = Section("Run notes", _notes(quick, backends, docker_reason, total, sections,
                                         failures, workdir if args.keep else None))
@@ -193,6 +196,25 @@ def main(argv: list[str] | None = None) -> int:
         log("FAILED: " + "; ".join(failures))
         return 1
     return 0
+
+
+def _map_section(quick: bool) -> Section:
+    """Step 7: the map's targets judged with the in-process sandbox (a worker process per item
+    costs ~0.3 s of CPU to start, which on 2 cores is the bound, not the map), and the default
+    local sandbox on threads beside it for reference."""
+    import _map
+
+    section = _map.run_section(quick, sandbox="inprocess")
+    srv = _map.Server(0.05 if quick else 0.2)
+    try:
+        ref = _map.bench_threads(srv, 8 if quick else 64, 0.05 if quick else 0.2, 8,
+                                 tempfile.mkdtemp(prefix="rlm-map-bench-"), "local")
+    finally:
+        srv.close()
+    ref.name += " (reference: a worker process per item)"
+    ref.target, ref.ok = "", None
+    section.figures.insert(1, ref)
+    return section
 
 
 class _Plan:

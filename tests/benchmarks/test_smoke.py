@@ -32,6 +32,7 @@ HEADINGS = [
     "## 4. A cached re-run",
     "## 5. Import times",
     "## 6. Needle in a haystack: rlm-jupyter beside rlms",
+    "## 7. Many contexts: RLM.map",
     "## Run notes",
 ]
 
@@ -62,7 +63,7 @@ def test_quick_benchmark_runs_every_path(tmp_path: Path) -> None:
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out),
                            "--json", str(tmp_path / "figures.json")],
-                          capture_output=True, text=True, timeout=280, cwd=str(ROOT), env=env)
+                          capture_output=True, text=True, timeout=420, cwd=str(ROOT), env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     text = out.read_text()
     assert text.startswith("# Benchmark results")
