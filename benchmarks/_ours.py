@@ -127,7 +127,7 @@ TURN_TARGET_MS = {"local": 2.0, "docker": 5.0, "inprocess": 1.0}
 
 
 def _turn_run(backend: str, workdir: Path, turns: int, listener: bool, transport: str,
-              profile: Path | None = None) -> dict[str, Any]:
+              profile: Path | None = None, tracing: bool = False) -> dict[str, Any]:
     """One run of ``turns`` trivial cells and a final answer; time split by stage.
 
     ``listener``: pass an ``on_event`` subscriber, as the widget does; the engine then streams
@@ -136,7 +136,9 @@ def _turn_run(backend: str, workdir: Path, turns: int, listener: bool, transport
     from _probe import Probe
 
     with _server("turns", latency_s=0.0, n=turns) as srv:
-        rlm = _rlm(srv, backend, workdir, max_iterations=turns + 2, transport=transport)
+        extra = {"tracing": True} if tracing else {}
+        rlm = _rlm(srv, backend, workdir, max_iterations=turns + 2, transport=transport,
+                   **extra)
         on_event = (lambda event: None) if listener else None
         profiler = None
         with Probe() as probe:
@@ -240,9 +242,48 @@ def turns(backends: list[str], workdir: Path, n_turns: int = 40, repeats: int = 
             for transport in transports():
                 _turn_run(backend, workdir, n_turns, False, transport,
                           profile=profile_dir / f"{backend}-{transport}.prof")
+    traced = _traced_turns(backends, workdir, n_turns, repeats)
+    if traced is not None:
+        section.figures.append(traced)
     section.tables.append("Where a turn's host time goes (median run, per turn):\n\n"
                           + table(["backend", "mode", "stage", "per turn"], stage_rows))
     return section, details
+
+
+def _traced_turns(backends: list[str], workdir: Path, n_turns: int,
+                  repeats: int) -> Figure | None:
+    """The same per-turn figure with OpenTelemetry spans on (issue 17): the SDK's batch
+    processor and an exporter that drops the spans, so the figure is our span building, not a
+    collector's network. Tracing off costs nothing (no subscriber is attached)."""
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (BatchSpanProcessor, SpanExporter,
+                                                    SpanExportResult)
+    except ImportError:
+        return None
+    from rlm_jupyter import telemetry
+
+    class _Drop(SpanExporter):
+        def export(self, spans: Any) -> Any:
+            return SpanExportResult.SUCCESS
+
+    backend = "inprocess" if "inprocess" in backends else backends[0]
+    transport = default_transport()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(_Drop()))
+    telemetry.use_tracer_provider(provider)
+    try:
+        runs = sorted((_turn_run(backend, workdir, n_turns, False, transport, tracing=True)
+                       for _ in range(repeats)), key=lambda r: r["overhead_per_turn_s"])
+    finally:
+        telemetry.use_tracer_provider(None)
+        provider.shutdown()
+    mid = runs[len(runs) // 2]
+    return Figure(f"{backend}, transport={transport}, no listener, tracing on (reference)",
+                  mid["overhead_per_turn_s"],
+                  note="OpenTelemetry spans of every turn, model call and cell (batch "
+                       "processor, spans dropped at export); runs: "
+                       + ", ".join(fmt(r["overhead_per_turn_s"], "s") for r in runs))
 
 
 def hotspots(profile: Path, limit: int = 25) -> str:
