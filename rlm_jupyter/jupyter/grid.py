@@ -27,6 +27,7 @@ import anywidget
 import traitlets
 
 from rlm_jupyter.engine import batch
+from rlm_jupyter.jupyter._throttle import FlushTimer
 
 _HERE = pathlib.Path(__file__).parent
 
@@ -65,9 +66,7 @@ class MapGrid(anywidget.AnyWidget):
         self._flush_lock = threading.Lock()
         self._dirty: set[int] = set()
         self._seq = 0
-        self._interval = 1.0 / max_rate if max_rate > 0 else 0.0
-        self._last_flush = 0.0
-        self._timer: threading.Timer | None = None
+        self._throttle = FlushTimer(self.flush, lambda: bool(self._dirty), self._lock, max_rate)
         self._static_id: str | None = None
         self.messages_sent = 0
         self.on_msg(self._on_frontend_msg)
@@ -114,18 +113,7 @@ class MapGrid(anywidget.AnyWidget):
             self._schedule()
 
     def _schedule(self) -> None:
-        with self._lock:
-            if self._timer is not None:
-                return
-            wait = max(0.0, self._interval - (time.monotonic() - self._last_flush))
-            self._timer = threading.Timer(wait, self._timer_flush)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _timer_flush(self) -> None:
-        with self._lock:
-            self._timer = None
-        self.flush()
+        self._throttle.schedule()
 
     def flush(self) -> None:
         """Send the cells that changed since the last flush, and the total line."""
@@ -134,7 +122,7 @@ class MapGrid(anywidget.AnyWidget):
                 dirty, self._dirty = sorted(self._dirty), set()
                 cells = {str(i): dict(self.cells[i]) for i in dirty}
                 total = self.totals()
-            self._last_flush = time.monotonic()
+            self._throttle.last = time.monotonic()
             self._seq += 1
             try:
                 self.send({"kind": "delta", "seq": self._seq, "cells": cells, "total": total})
@@ -143,10 +131,7 @@ class MapGrid(anywidget.AnyWidget):
             self.messages_sent += 1
 
     def finish(self) -> None:
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+        self._throttle.cancel()
         self.live = False
         self.flush()
         with self._flush_lock:

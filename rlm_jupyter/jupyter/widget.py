@@ -33,6 +33,7 @@ import traitlets
 from rlm_jupyter.engine import events as ev
 from rlm_jupyter.engine.trajectory import RunNode, Trajectory, as_event
 from rlm_jupyter.jupyter import render
+from rlm_jupyter.jupyter._throttle import FlushTimer
 
 _HERE = pathlib.Path(__file__).parent
 
@@ -70,9 +71,7 @@ class RunWidget(anywidget.AnyWidget):
         self._frags: dict[str, dict[str, Any]] = {}   # node id -> last fragment sent
         self._sub_index: dict[str, int] = {}          # sub-call span -> its number in its turn
         self._seq = 0
-        self._interval = 1.0 / max_rate if max_rate > 0 else 0.0
-        self._last_flush = 0.0
-        self._timer: threading.Timer | None = None
+        self._throttle = FlushTimer(self.flush, lambda: bool(self._dirty), self._lock, max_rate)
         self._static_id: str | None = None
         self.messages_sent = 0
         self.on_msg(self._on_frontend_msg)
@@ -146,30 +145,13 @@ class RunWidget(anywidget.AnyWidget):
     def _schedule(self) -> None:
         """Render and send on a timer thread, at most ``max_rate`` times a second, so the
         engine's thread only folds."""
-        with self._lock:
-            if self._timer is not None:
-                return
-            wait = max(0.0, self._interval - (time.monotonic() - self._last_flush))
-            self._timer = threading.Timer(wait, self._timer_flush)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _timer_flush(self) -> None:
-        # The timer stays set while it renders, so events that arrive meanwhile do not start
-        # a second timer that would send right after this delta; what they marked is sent a
-        # full interval after it.
-        self.flush()
-        with self._lock:
-            self._timer = None
-            pending = bool(self._dirty)
-        if pending:
-            self._schedule()
+        self._throttle.schedule()
 
     def flush(self) -> None:
         """Render the nodes touched since the last flush and send what changed as one delta."""
         with self._flush_lock:
             nodes = self._render_dirty()
-            self._last_flush = time.monotonic()
+            self._throttle.last = time.monotonic()
             if not nodes:
                 return
             self._seq += 1
@@ -182,10 +164,8 @@ class RunWidget(anywidget.AnyWidget):
     def finish(self) -> None:
         """The run ended: send the last delta, then sync every node once (for later views),
         and fill the static view beside the widget if there is one."""
+        self._throttle.cancel()
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
             self._dirty["head"] = ("head",)
         self.live = False
         self.flush()
