@@ -54,7 +54,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .._proc import pid_alive as _pid_alive
 from .._proc import process_start as _process_start
 from .base import SandboxError
-from .local import WorkerSandbox
+from .worker_sandbox import WorkerSandbox
 from .protocol import worker_path
 
 if TYPE_CHECKING:  # pragma: no cover

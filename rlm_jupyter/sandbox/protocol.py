@@ -177,18 +177,26 @@ _SHIPPED: tuple[dict[str, str], list[str]] | None = None
 
 
 def shipped_modules() -> tuple[dict[str, str], list[str]]:
-    """Sources the worker imports from memory: the policy and (when installed) RestrictedPython.
+    """Sources the worker imports from memory: the policy package (``policy/``, imported there
+    as the package ``rlm_sandbox_policy``), ``values.py`` and (when installed) RestrictedPython.
 
     Read once per process; about 150 KB.
     """
     global _SHIPPED
     if _SHIPPED is None:
         here = os.path.dirname(os.path.abspath(__file__))
-        with open(os.path.join(here, "policy.py"), encoding="utf-8") as fh:
-            sources = {"rlm_sandbox_policy": fh.read()}
+        sources: dict[str, str] = {}
+        policy_dir = os.path.join(here, "policy")
+        for fname in sorted(os.listdir(policy_dir)):
+            if not fname.endswith(".py"):
+                continue
+            mod = "rlm_sandbox_policy" if fname == "__init__.py" else \
+                "rlm_sandbox_policy." + fname[:-3]
+            with open(os.path.join(policy_dir, fname), encoding="utf-8") as fh:
+                sources[mod] = fh.read()
         with open(os.path.join(here, "values.py"), encoding="utf-8") as fh:
             sources["rlm_sandbox_values"] = fh.read()
-        packages: list[str] = []
+        packages: list[str] = ["rlm_sandbox_policy"]
         try:
             import importlib.util
             spec = importlib.util.find_spec("RestrictedPython")
