@@ -3,7 +3,7 @@
 Why not the ``docker`` command line: a ``docker run -i`` client per sandbox is one more process,
 one more copy of every byte, and cannot reach a daemon that does not share our filesystem
 anyway. The SDK's ``attach_socket`` hands back the hijacked HTTP connection itself; this module
-turns it into what :class:`~rlm_jupyter.sandbox.local.WorkerSandbox` expects from ``_spawn``:
+turns it into what :class:`~rlm_jupyter.sandbox.worker_sandbox.WorkerSandbox` expects from ``_spawn``:
 a writer (the container's stdin) and a reader (its stdout).
 
 The container runs without a TTY, so the daemon multiplexes stdout and stderr on the one

@@ -6,8 +6,8 @@ with open_sandbox("local", context=text, functions={"llm_query": fn}, timeout_s=
     r = sb.execute("print(len(context))")
 ```
 
-Backends are imported lazily, so importing this package stays cheap (the magics import it at
-``%load_ext`` time) and never pulls in the Docker SDK unless asked for.
+Backends are imported lazily, so importing this package stays cheap (the engine imports it when
+a run opens its sandbox) and never pulls in the Docker SDK unless asked for.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The engine talks to a sandbox only through :class:`Sandbox` and :class:`ExecResult`, so the
 local worker, the Docker container and the in-process thread are interchangeable. Keep this
-module free of heavy imports: the magics import it at ``%load_ext`` time.
+module free of heavy imports: every backend and the engine import it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ backend still share the host's filesystem, network and user. Here the same ``wor
 with no network, a read-only root, no capabilities, as ``nobody``, in a memory/pid/CPU-capped
 cgroup, so even an escape from the Python policy reaches nothing worth having.
 
-How it is wired (everything else is :class:`~rlm_jupyter.sandbox.local.WorkerSandbox`'s):
+How it is wired (everything else is
+:class:`~rlm_jupyter.sandbox.worker_sandbox.WorkerSandbox`'s):
 
 * the ``docker`` SDK talks to the daemon named by ``DOCKER_HOST`` (and ``DOCKER_TLS_VERIFY``,
   ``DOCKER_CERT_PATH``, or the current docker context), so the daemon may be on another

@@ -5,7 +5,7 @@ container). The host (the kernel) keeps the API keys and the LLM client; the wor
 sees the context and JSON answers to its requests. Everything crossing from the worker is
 JSON, size-capped, and never unpickled.
 
-How to drive the worker (local pipes or ``docker run -i``)
+How to drive the worker (local pipes, or a container's attach socket)
 -----------------------------------------------------------
 Start it with a Python >= 3.9 interpreter, stdlib only::
 
@@ -37,9 +37,10 @@ Session, in order:
    - ``context_format``: ``"none"`` (no context), ``"str"`` (payload is UTF-8 text),
      ``"bytes"`` (raw), ``"json"`` or ``"pickle"`` (trusted direction only).
    - ``context_path`` (optional, instead of a payload): a file the worker reads the same
-     bytes from, e.g. a read-only bind mount in Docker; use ``"payload": 0`` then.
+     bytes from, e.g. the file the Docker backend copies into the container; use
+     ``"payload": 0`` then.
    - ``modules``: pure-Python module sources the worker imports from memory. The host always
-     ships ``rlm_sandbox_policy`` (``policy.py``) and, when installed on the host,
+     ships ``rlm_sandbox_policy`` (the ``policy/`` package) and, when installed on the host,
      ``RestrictedPython`` (keys are dotted module names; a package's ``__init__`` is sent under
      the package name with ``"is_package"`` listed in ``"packages"``). So a container needs
      nothing but Python and ``worker.py``: no mount, no pip install.
@@ -81,10 +82,10 @@ Session, in order:
    host -> ``{"op": "ping", "id": n}`` -> ``{"op": "pong", "id": n}``
    host -> ``{"op": "shutdown"}`` (the worker exits; closing its input does the same).
 
-For backend authors: ``rlm_jupyter.sandbox.local.WorkerSandbox`` already implements the host
+For backend authors: ``rlm_jupyter.sandbox.worker_sandbox.WorkerSandbox`` implements the host
 side (handshake, host-function dispatch, hard deadline, restart on hang or death). A new backend
 subclasses it and implements ``_spawn(context_bytes) -> (writer, reader)`` (binary streams to the
-worker's input and from its output, e.g. a ``docker run -i`` process's stdin/stdout),
+worker's input and from its output, e.g. a subprocess's pipes or a container's attach socket),
 ``_kill()`` (idempotent), and optionally ``_death_reason()``, ``_cleanup()`` and
 ``_context_path()`` (return a path the *worker* can read to skip streaming the payload). The
 worker needs only ``worker.py`` and a Python >= 3.10 for RestrictedPython 9 (3.9 runs only with

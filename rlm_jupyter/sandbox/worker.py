@@ -2,7 +2,7 @@
 
 Runs as ``python3 -I -B worker.py --fds R,W`` (local backend) or ``--stdio`` (``docker run
 -i``). Standard library only and Python >= 3.9, so any Python image can run it: the host ships
-the policy (``policy.py``) and RestrictedPython as source inside the ``init`` message, and this
+the policy (the ``policy/`` package) and RestrictedPython as source inside the ``init`` message, and this
 program imports them from memory. See ``protocol.py`` for the wire format.
 
 Order matters here: rlimits first, then the protocol streams, and only then the first byte of

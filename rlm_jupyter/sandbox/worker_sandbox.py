@@ -146,7 +146,8 @@ class WorkerSandbox:
         pass
 
     def _context_path(self) -> str | None:
-        """Subclasses may hand the context over as a file (e.g. a read-only mount)."""
+        """Subclasses may hand the context over as a file the worker reads (a path in its own
+        file system)."""
         return None
 
     # ---- life cycle -------------------------------------------------------------------------
