@@ -631,11 +631,6 @@ class DockerSandbox(WorkerSandbox):
             return f"the worker died of {sig}" + (f" ({hint})" if hint else "") + detail
         return f"exit code {code}{detail}"
 
-    def _cleanup(self) -> None:
-        if self._tmpdir:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
-
     @property
     def container_name(self) -> str | None:
         """The current container's name (changes after a restart)."""

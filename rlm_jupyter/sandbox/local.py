@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -173,11 +172,6 @@ class LocalSandbox(WorkerSandbox):
             return f"killed by {name}" + (f", {hint}" if hint else "")
         tail = self._stderr_tail.decode("utf-8", "replace").strip().splitlines()[-3:]
         return f"exit code {code}" + (f": {' | '.join(tail)[:500]}" if tail else "")
-
-    def _cleanup(self) -> None:
-        if self._tmpdir:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
 
     @property
     def pid(self) -> int | None:

@@ -19,6 +19,7 @@ import os
 import queue
 import select
 import subprocess
+import shutil
 import threading
 import time
 import weakref
@@ -143,7 +144,11 @@ class WorkerSandbox:
         return True
 
     def _cleanup(self) -> None:
-        pass
+        """Remove the backend's private scratch folder (``_tmpdir``), if it made one."""
+        folder = getattr(self, "_tmpdir", None)
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+            self._tmpdir = None
 
     def _context_path(self) -> str | None:
         """Subclasses may hand the context over as a file the worker reads (a path in its own
