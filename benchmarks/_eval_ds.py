@@ -216,7 +216,8 @@ def report(paths: list[str]) -> str:
             cache_lines = [
                 "", "**Prompt caching** (root turns of the same tasks; `flush` empties the "
                 "server's KV cache before every call, as a server that does not reuse it would; "
-                "evaluated tokens from the server's `prompt eval` log lines):", "",
+                "tokens evaluated per call from llama-cpp-python's log: the remainder after its reused "
+                "prefix, else the whole prompt):", "",
                 "| | tasks | root turns | median prompt tokens evaluated | median root turn s |",
                 "|---|---:|---:|---:|---:|",
                 f"| with caching (`small`) | {len(paired)} | {len(w_wall)} | "
@@ -294,7 +295,25 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     args = _args(argv)
     paths = args.report if args.report else [str(run(args))]
-    body = report(paths)
+    import platform
+
+    rel = ", ".join(f"`{Path(p).resolve().relative_to(ROOT)}`" if str(Path(p).resolve()).startswith(
+        str(ROOT)) else f"`{p}`" for p in paths)
+    counts = [json.loads(line).get("context_tokens") or 0 for p in paths
+              for line in Path(p).read_text().splitlines() if line.strip()]
+    toks = f"{min(counts):,}-{max(counts):,}" if counts else "?"
+    head = (f"Reproduce: `python benchmarks/eval_local.py ds --cells \"{args.cells}\" "
+            f"--max-iterations {args.max_iterations} --chars {args.chars} --output-chars "
+            f"{args.output_chars} --n-ctx {args.n_ctx}` (cells run in that order; a run cut "
+            f"short keeps what finished). Model: local `{args.model}` (Q4_K_M GGUF) on "
+            f"llama-cpp-python's server, n_ctx={args.n_ctx}, {platform.machine()} with "
+            f"{os.cpu_count()} cores shared with other work; RLM: same model as root and "
+            f"sub-model, temperature 0, `max_iterations={args.max_iterations}`, output shown "
+            f"per block capped at {args.output_chars} characters. Contexts: "
+            f"~{args.chars:,} characters ({toks} tokens with the model's tokenizer, beyond the "
+            f"{args.n_ctx:,}-token window). The plain call gets the context cut to fit the window, then "
+            f"the question. Raw outcomes: {rel} (not committed).\n\n")
+    body = head + report(paths)
     print(body)
     if not args.no_write:
         write_subsection(Path(args.results), body)
