@@ -48,6 +48,8 @@ def _args(argv: list[str]) -> argparse.Namespace:
                    help="write the RESULTS.md subsection from these JSONL files and stop")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--note", default=None,
+                   help="a Markdown file whose text follows the targets (what was not run, why)")
     return p.parse_args(argv)
 
 
@@ -314,6 +316,9 @@ def main(argv: list[str]) -> int:
             f"{args.n_ctx:,}-token window). The plain call gets the context cut to fit the window, then "
             f"the question. Raw outcomes: {rel} (not committed).\n\n")
     body = head + report(paths)
+    if args.note:
+        table, sep, details = body.partition("\n<details>")
+        body = f"{table.rstrip()}\n\n{Path(args.note).read_text().strip()}\n{sep}{details}"
     print(body)
     if not args.no_write:
         write_subsection(Path(args.results), body)
