@@ -170,8 +170,24 @@ def _mean_sd(xs: list[float]) -> str:
 
 
 def _loop_run(row: dict) -> bool:
+    """Whether the run ended in a loop: the loop breaker stopped it, or its last 3 root replies
+    were the same text or empty / fence-only (read from the run's log when it is here)."""
     err = row.get("error") or ""
-    return "stuck" in err or "replies in a row" in err
+    if "stuck" in err or "replies in a row" in err:
+        return True
+    path = (row.get("extra") or {}).get("log_path")
+    if not path or not Path(path).exists():
+        return False
+    from rlm_jupyter.engine.guardrails import is_degenerate
+
+    texts = []
+    for line in Path(path).read_text().splitlines():
+        event = json.loads(line)
+        if event.get("type") == "model_response" and not event.get("depth"):
+            texts.append((event.get("text") or "").strip())
+    body = texts[:-1] if len(texts) > 3 else texts  # the out-of-turns call is another prompt
+    tail = body[-3:]
+    return len(tail) == 3 and (len(set(tail)) == 1 or all(is_degenerate(t) for t in tail))
 
 
 def report(paths: list[str]) -> str:
