@@ -173,11 +173,11 @@ class MapResult:
                 f"cost_usd={self.cost_usd:.4f}, elapsed_s={self.elapsed_s:.1f})")
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        try:
-            from rlm_jupyter.jupyter.grid import map_mimebundle
-        except ImportError:
-            return {"text/plain": repr(self)}
-        return map_mimebundle(self)
+        """The grid's static table in a notebook (registered by ``jupyter/render.py``, see
+        ``engine/result.register_display``), the text repr in a script."""
+        from rlm_jupyter.engine.result import rich_display
+
+        return rich_display(self)
 
 
 # -- map events (what the grid and ``on_event`` see) ---------------------------------------------

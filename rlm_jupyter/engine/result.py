@@ -84,16 +84,26 @@ class RunResult:
         The engine never imports a display: ``rlm_jupyter.jupyter.render`` registers itself
         here when it is imported (by the extension, a run's widget, or the package's public
         API inside IPython), so a script gets the text repr and a notebook the trajectory."""
-        if _display is not None:
-            return _display(self)
-        return {"text/plain": repr(self)}
+        return rich_display(self)
 
 
-#: ``RunResult -> mimebundle``, set by a front end with :func:`register_display`.
-_display: Callable[[RunResult], dict[str, str]] | None = None
+#: Class name (``"RunResult"``, ``"MapResult"``) -> ``obj -> mimebundle``, set by a front end
+#: with :func:`register_display`: the engine's results find their notebook views here and never
+#: import a front end.
+_displays: dict[str, Callable[[Any], dict[str, str]]] = {}
 
 
-def register_display(fn: Callable[[RunResult], dict[str, str]] | None) -> None:
-    """Make ``fn`` the rich display of every :class:`RunResult` (None: back to the repr)."""
-    global _display
-    _display = fn
+def register_display(fn: Callable[[Any], dict[str, str]] | None,
+                     kind: str = "RunResult") -> None:
+    """Make ``fn`` the rich display of every result of class ``kind`` (None: back to the
+    repr)."""
+    if fn is None:
+        _displays.pop(kind, None)
+    else:
+        _displays[kind] = fn
+
+
+def rich_display(obj: Any) -> dict[str, str]:
+    """The registered display of ``obj``, or its text repr when no front end registered one."""
+    fn = _displays.get(type(obj).__name__)
+    return fn(obj) if fn is not None else {"text/plain": repr(obj)}

@@ -678,6 +678,14 @@ def _register() -> None:
     from rlm_jupyter.engine import result
 
     result.register_display(result_mimebundle)
+    result.register_display(_map_mimebundle, "MapResult")
+
+
+def _map_mimebundle(mapped: Any) -> dict[str, str]:
+    """A MapResult's static table (the grid module is imported only when one is shown)."""
+    from rlm_jupyter.jupyter.grid import map_mimebundle
+
+    return map_mimebundle(mapped)
 
 
 _register()

@@ -25,13 +25,14 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from rlm_jupyter.engine import events as ev
+if TYPE_CHECKING:  # events are read by their fields: telemetry never imports the engine
+    from rlm_jupyter.engine import events as ev
 
 SCOPE = "rlm_jupyter"
 _setup_lock = threading.Lock()
