@@ -120,3 +120,75 @@ def test_the_repository_stands_alone():
         assert "../shared" not in text and "DESIGN.md" not in text, name
         for ref in re.findall(r"`((?:docs|notebooks|benchmarks|binder|scripts|requirements|tests)/[\w./-]+)`", text):
             assert (ROOT / ref.rstrip(".")).exists() or "*" in ref, (name, ref)
+
+
+def _main_closure() -> set[str]:
+    """Distributions `pip install -e .` brings in: the main dependencies and what they need."""
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    def norm(name: str) -> str:
+        return name.lower().replace("_", "-").replace(".", "-")
+
+    todo = [Requirement(r).name for r in
+            tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
+    seen: set[str] = set()
+    while todo:
+        name = norm(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            for text in requires(name) or []:
+                req = Requirement(text)
+                if req.marker is None or req.marker.evaluate({"extra": ""}):
+                    todo.append(req.name)
+        except PackageNotFoundError:
+            pass
+    return seen
+
+
+def test_the_main_command_installs_what_the_notebooks_and_readme_import():
+    """Found: notebooks/02_dataframes.ipynb needed pandas, which `pip install -e .` did not
+    install. Every module the shipped notebooks and the README's Python examples import comes
+    with the main command."""
+    import ast
+    import json
+    import sys
+    from importlib.metadata import packages_distributions
+
+    sources = []
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(nb.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                sources.append("".join(cell["source"]))
+    sources += re.findall(r"```python\n(.+?)\n```", (ROOT / "README.md").read_text(), re.S)
+    modules: set[str] = set()
+    for source in sources:
+        lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))
+                 and "= %" not in ln]
+        try:
+            tree = ast.parse("\n".join(lines))
+        except SyntaxError:
+            continue
+        guarded = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try)
+                   and any("ImportError" in ast.unparse(h.type or ast.Name("")) for h in t.handlers)
+                   for stmt in t.body for n in ast.walk(stmt)}  # optional extras, handled
+        for node in ast.walk(tree):
+            if id(node) in guarded:
+                continue
+            if isinstance(node, ast.Import):
+                modules.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.add(node.module.split(".")[0])
+    assert "pandas" in modules  # the notebook that failed is still checked
+    closure = _main_closure()
+    dists = packages_distributions()
+    missing = []
+    for module in sorted(modules - set(sys.stdlib_module_names) - {"rlm", "rlm_jupyter"}):
+        names = {d.lower().replace("_", "-") for d in dists.get(module, [])}
+        if not names & closure:
+            missing.append((module, sorted(names)))
+    assert not missing, f"imported but not installed by `pip install -e .`: {missing}"
