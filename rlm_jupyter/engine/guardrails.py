@@ -3,7 +3,8 @@
 The RLM protocol itself lives in :mod:`rlm_jupyter.engine.loop`. Everything here is a fix found
 by watching small local models (Qwen2.5-Coder 0.5B/1.5B) fail at it; each one changes what the
 engine does for every model, so each is a named switch that the evaluation kit
-(``benchmarks/eval_local.py --guardrail-ablation``) measures on and off.
+(``benchmarks/eval_local.py ds --cells "small@0 off@0 small,-confirm_final@0"``) measures
+on and off.
 
 ``guardrails=`` (the ``guardrails`` knob, ``RLM_GUARDRAILS``, ``--guardrails``) takes:
 
