@@ -20,7 +20,7 @@ what it prints (long output is cut). Available in the REPL:
 - `rlm_query(prompt, context=None)`: hand a sub-question (with its own context) to a helper that works like you.
 - `SHOW_VARS()`: list your variables.
 - `FINAL(answer)`: finish with an answer string. `FINAL_VAR(name)`: finish with the value of a variable.
-- Modules you may import: re, json, math, collections, itertools, statistics, datetime, textwrap, difflib, string, heapq, bisect, functools, operator, fractions, decimal, typing, random.
+- Modules you may import: re, json, math, collections, itertools, statistics, datetime, textwrap, difflib, string, heapq, bisect, functools, operator, fractions, decimal, typing, random, csv.
 
 How to work:
 1. Look at the context first: its size, a few lines, its structure.

@@ -417,3 +417,20 @@ def test_unpicklable_context_gives_clear_error() -> None:
 
     with pytest.raises(SandboxError, match="inprocess"):
         open_sandbox("local", context=(i for i in range(3)))
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_csv_text_is_read_and_written_with_the_csv_module(kind: str) -> None:
+    """A CSV context is common; the 1.5B model reached for `import csv` and was refused."""
+    code = ("import csv\nrows = list(csv.DictReader(context.splitlines()))\n"
+            "print(sum(int(r['amount']) for r in rows if r['date'].startswith('2026-03')))\n"
+            "class Sink:\n    def __init__(self):\n        self.parts = []\n"
+            "    def write(self, s):\n        self.parts.append(s)\n"
+            "s = Sink()\ncsv.writer(s).writerow(['a', 'b,c'])\nprint(''.join(s.parts).strip())\n")
+    context = "date,amount\n2026-02-28,100\n2026-03-01,5\n2026-03-31,7\n"
+    with open_sandbox(kind, context=context, timeout_s=20) as sb:
+        r = sb.execute(code)
+        assert r.error is None, r.error
+        assert r.stdout.split("\n")[:2] == ["12", 'a,"b,c"']
+        refused = sb.execute("import csv\ncsv.field_size_limit(10)")  # process-wide state
+        assert refused.error and "field_size_limit" in refused.error

@@ -174,6 +174,15 @@ def _fac_string(repl: Repl) -> Dict[str, Any]:
                          "octdigits punctuation printable whitespace capwords Template")
 
 
+def _fac_csv(repl: Repl) -> Dict[str, Any]:
+    """Reading and writing CSV text (a CSV context is a data scientist's daily bread). No
+    dialect registry or ``field_size_limit`` (process-wide state: in-process, the kernel's own),
+    and no ``Sniffer`` (its regexes can run long in C, where no deadline reaches)."""
+    import csv
+    return _pick(csv, "reader writer DictReader DictWriter Error excel excel_tab unix_dialect "
+                      "QUOTE_MINIMAL QUOTE_ALL QUOTE_NONNUMERIC QUOTE_NONE")
+
+
 def _fac_heapq(repl: Repl) -> Dict[str, Any]:
     import heapq
     return _pick(heapq, "heappush heappop heapify heapreplace heappushpop nlargest nsmallest "
@@ -378,7 +387,7 @@ _FACADE_BUILDERS: Dict[str, Callable[[Repl], Dict[str, Any]]] = {
     "heapq": _fac_heapq, "bisect": _fac_bisect, "functools": _fac_functools,
     "operator": _fac_operator, "fractions": _fac_fractions, "decimal": _fac_decimal,
     "typing": _fac_typing, "random": _fac_random, "dataclasses": _fac_dataclasses,
-    "numpy": _fac_numpy, "pandas": _fac_pandas,
+    "numpy": _fac_numpy, "pandas": _fac_pandas, "csv": _fac_csv,
 }
 
 
