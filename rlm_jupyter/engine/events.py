@@ -93,6 +93,8 @@ class ModelResponse(Event):
     cost_usd: float = 0.0
     latency_s: float = 0.0
     cached: bool = False
+    response_model: str = ""  # the model the provider says answered
+    finish_reason: str | None = None
 
 
 @dataclass
@@ -131,6 +133,8 @@ class SubCallFinished(Event):
     latency_s: float = 0.0
     cached: bool = False
     error: str | None = None
+    response_model: str = ""
+    finish_reason: str | None = None
 
 
 @dataclass

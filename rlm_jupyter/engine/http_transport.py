@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from rlm_jupyter import errors
@@ -60,6 +60,16 @@ LITELLM_ONLY_KEYS = frozenset({
     "vertex_project", "vertex_location", "api_type", "organization", "deployment_id",
     "litellm_call_id", "litellm_metadata", "no-log", "proxy_server_request",
 })
+
+
+class Completion(NamedTuple):
+    """One reply as the server sent it (the engine prices and records it)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    response_model: str = ""        # the model the server says answered ("" if it did not)
+    finish_reason: str | None = None  # "stop", "length", ...
 
 
 class HTTPStatusFailure(Exception):
@@ -401,8 +411,8 @@ class HTTPTransport:
     # -- the call ----------------------------------------------------------------------------
     def complete(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], *,
                  stream: bool, on_delta: Callable[[str], None] | None,
-                 timeout_s: float, in_flight: InFlight | None = None) -> tuple[str, int, int]:
-        """Returns (text, prompt_tokens, completion_tokens)."""
+                 timeout_s: float, in_flight: InFlight | None = None) -> Completion:
+        """The reply's text, token counts, and the model and finish reason the server named."""
         fields, extra_headers = request_fields(model, params)
         if stream:
             fields["stream"] = True
@@ -453,16 +463,20 @@ class HTTPTransport:
         return ConnectFailure(f"cannot connect to {self._origin}{via}: {exc or type(exc).__name__}")
 
     # -- replies ------------------------------------------------------------------------------
-    def _from_json(self, data: bytes, messages: list[dict[str, Any]]) -> tuple[str, int, int]:
+    def _from_json(self, data: bytes, messages: list[dict[str, Any]]) -> Completion:
         reply = json.loads(data)
-        text = reply["choices"][0]["message"].get("content") or ""
-        return (text, *self._usage(reply.get("usage") or {}, messages, text))
+        choice = reply["choices"][0]
+        text = choice["message"].get("content") or ""
+        return Completion(text, *self._usage(reply.get("usage") or {}, messages, text),
+                          str(reply.get("model") or ""), choice.get("finish_reason"))
 
     def _from_events(self, response: Any, messages: list[dict[str, Any]],
-                     on_delta: Callable[[str], None] | None) -> tuple[str, int, int]:
+                     on_delta: Callable[[str], None] | None) -> Completion:
         """Server-sent events: ``data: {json}`` lines until ``data: [DONE]``."""
         parts: list[str] = []
         usage: dict[str, Any] = {}
+        served_by = ""
+        finish: str | None = None
         loads = json.loads
         blocks = response.iter_stream()
         for line in _lines(blocks):
@@ -475,7 +489,9 @@ class HTTPTransport:
             chunk = loads(data)
             if chunk.get("usage"):
                 usage = chunk["usage"]
+            served_by = chunk.get("model") or served_by
             for choice in chunk.get("choices") or ():
+                finish = choice.get("finish_reason") or finish
                 delta = choice.get("delta")
                 piece = delta.get("content") if delta else None
                 if piece:
@@ -483,7 +499,7 @@ class HTTPTransport:
                     if on_delta is not None:
                         on_delta(piece)
         text = "".join(parts)
-        return (text, *self._usage(usage, messages, text))
+        return Completion(text, *self._usage(usage, messages, text), str(served_by), finish)
 
     def _drain(self, response: Any, blocks: Iterator[bytes]) -> None:
         """Read what follows ``data: [DONE]`` (the closing chunk), so that the connection can

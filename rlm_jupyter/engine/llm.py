@@ -63,6 +63,10 @@ class LLMReply:
     latency_s: float
     cached: bool = False
     priced: bool = True
+    #: What the provider said of its reply: the model that answered and why it stopped (for
+    #: traces: gen_ai.response.model / finish_reasons). Empty when it said nothing.
+    response_model: str = ""
+    finish_reason: str | None = None
 
 
 class RateLimitGate:
@@ -347,13 +351,14 @@ class LLMClient:
               on_delta: Callable[[str], None] | None, timeout_s: float | None,
               params: dict[str, Any]) -> LLMReply:
         if self._http is not None:
-            text, prompt_tokens, completion_tokens = self._http.complete(
+            done = self._http.complete(
                 model, messages, params, stream=stream, on_delta=on_delta,
                 timeout_s=timeout_s or self.request_timeout_s, in_flight=self._in_flight)
-            cost, priced = _cost(model, prompt_tokens, completion_tokens)
-            return LLMReply(text=text, model=model, prompt_tokens=prompt_tokens,
-                            completion_tokens=completion_tokens, cost_usd=cost, latency_s=0.0,
-                            priced=priced)
+            cost, priced = _cost(model, done.prompt_tokens, done.completion_tokens)
+            return LLMReply(text=done.text, model=model, prompt_tokens=done.prompt_tokens,
+                            completion_tokens=done.completion_tokens, cost_usd=cost,
+                            latency_s=0.0, priced=priced, response_model=done.response_model,
+                            finish_reason=done.finish_reason)
         litellm = get_litellm()
         kwargs: dict[str, Any] = dict(params)
         kwargs.update(model=model, messages=messages, max_retries=0,
@@ -368,10 +373,14 @@ class LLMClient:
             chunks = []
             parts: list[str] = []
             usage = None
+            served_by, finish = "", None
             for chunk in litellm.completion(**kwargs):
                 chunks.append(chunk)
                 usage = getattr(chunk, "usage", None) or usage
+                served_by = getattr(chunk, "model", None) or served_by
                 choices = getattr(chunk, "choices", None) or []
+                finish = (getattr(choices[0], "finish_reason", None) if choices else None) \
+                    or finish
                 delta = getattr(choices[0].delta, "content", None) if choices else None
                 if delta:
                     parts.append(delta)
@@ -389,12 +398,15 @@ class LLMClient:
             response = litellm.completion(**kwargs)
             text = response.choices[0].message.content or ""
             usage = getattr(response, "usage", None)
+            served_by = getattr(response, "model", None) or ""
+            finish = getattr(response.choices[0], "finish_reason", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         cost, priced = _cost(model, prompt_tokens, completion_tokens, usage=usage)
         return LLMReply(text=text, model=model, prompt_tokens=prompt_tokens,
                         completion_tokens=completion_tokens, cost_usd=cost, latency_s=0.0,
-                        priced=priced)
+                        priced=priced, response_model=str(served_by or ""),
+                        finish_reason=finish)
 
 
 def attempt_error_text(exc: BaseException, limit: int = 200) -> str:

@@ -582,7 +582,8 @@ class Run:
         self._charge(reply)
         self.emit(ev.ModelResponse, turn=turn, text=reply.text, model=reply.model,
                   prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
-                  cost_usd=reply.cost_usd, latency_s=reply.latency_s, cached=reply.cached)
+                  cost_usd=reply.cost_usd, latency_s=reply.latency_s, cached=reply.cached,
+                  response_model=reply.response_model, finish_reason=reply.finish_reason)
         return reply
 
     def _only_repeats(self, parsed: ParsedReply) -> bool:
@@ -912,7 +913,8 @@ class Run:
         self.emit(ev.SubCallFinished, span_id=started.span_id, turn=self.turn, model=model,
                   response_preview=reply.text[:PREVIEW_CHARS], prompt_tokens=reply.prompt_tokens,
                   completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
-                  latency_s=reply.latency_s, cached=reply.cached)
+                  latency_s=reply.latency_s, cached=reply.cached,
+                  response_model=reply.response_model, finish_reason=reply.finish_reason)
         return reply.text
 
     def llm_query_batched(self, prompts_: Any, model: Any = None) -> list[str]:

@@ -173,6 +173,10 @@ class SpanBuilder:
         if provider:
             attrs["gen_ai.provider.name"] = provider
             attrs["gen_ai.system"] = provider  # the older name, still read by many backends
+        if getattr(e, "response_model", ""):
+            attrs["gen_ai.response.model"] = e.response_model
+        if getattr(e, "finish_reason", None):
+            attrs["gen_ai.response.finish_reasons"] = [str(e.finish_reason)]
         return attrs
 
     # -- runs -------------------------------------------------------------------------------

@@ -74,6 +74,9 @@ def test_spans_follow_the_run_tree_with_genai_attributes(exporter, server_factor
         assert call.attributes["gen_ai.provider.name"] == "openai"
         assert call.attributes["gen_ai.usage.input_tokens"] > 0
         assert call.attributes["gen_ai.usage.output_tokens"] > 0
+        # what the server said of its reply (the scripted server names itself "scripted")
+        assert call.attributes["gen_ai.response.model"] == srv.model.split("/", 1)[1]
+        assert tuple(call.attributes["gen_ai.response.finish_reasons"]) == ("stop",)
         assert call.attributes["rlm.turn"] == n and call.attributes["rlm.depth"] == 0
         assert call.attributes["rlm.cached"] is False
         assert "rlm.cost_usd" in call.attributes and call.attributes["rlm.retries"] == 0
