@@ -128,7 +128,7 @@ def bench_dask(srv: Server, n: int, latency: float, workers: int, threads: int,
 
 def bench_grid(n: int) -> list[Figure]:
     from rlm_jupyter.engine import batch
-    from rlm_jupyter.jupyter.grid import MapGrid
+    from rlm_jupyter.jupyter.grid import MapGrid, map_mimebundle
 
     grid = MapGrid(live=True, max_rate=10)
     sent: list[dict[str, Any]] = []
@@ -151,7 +151,7 @@ def bench_grid(n: int) -> list[Figure]:
     finish = time.perf_counter() - t1
     total_s = time.perf_counter() - t0
     size = sum(len(json.dumps(m)) for m in sent)
-    static = batch.MapResult("q", results)._repr_mimebundle_()
+    static = map_mimebundle(batch.MapResult("q", results))  # the notebook's static view
     return [
         Figure(f"grid: fold {4 * n} events of {n} items (driver thread)", fold,
                target="< 1 s", ok=fold < 1.0, note=f"{fold / (4 * n) * 1e6:.1f} us an event"),
