@@ -10,6 +10,7 @@ import os
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 CELLS = [
     "%load_ext rlm",
@@ -29,15 +30,16 @@ CELLS = [
 def test_the_magics_in_a_real_kernel(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
-    nb.cells[-1].metadata["tags"] = ["raises-exception"]  # the cell must fail, with one line
     env_backup = dict(os.environ)
     os.environ.pop("RLM_MODEL", None)
     os.environ["RLM_LOG_DIR"] = str(tmp_path / "runs")
     os.environ["RLM_CACHE_DIR"] = str(tmp_path / "cache")
     try:
-        NotebookClient(nb, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(tmp_path)}},
-                       extra_arguments=["--log-level=ERROR"]).execute()
+        # The last cell must fail (so nbval and papermill notice), with one line.
+        with pytest.raises(CellExecutionError) as failed:
+            NotebookClient(nb, timeout=300, kernel_name="python3",
+                           resources={"metadata": {"path": str(tmp_path)}},
+                           extra_arguments=["--log-level=ERROR"]).execute()
     finally:
         os.environ.clear()
         os.environ.update(env_backup)
@@ -56,6 +58,8 @@ def test_the_magics_in_a_real_kernel(tmp_path):
 
     hit = re.search(r"cached (\d+) of (\d+) cost 0\.0\b", text(7))
     assert hit and hit.group(1) == hit.group(2) != "0", text(7)  # every call replayed, $0
-    errors = [o for o in outputs(8) if o.output_type == "error"]
-    assert len(errors) == 1 and "neither a notebook expression" in errors[0]["evalue"]
-    assert "\n" not in errors[0]["evalue"]
+    assert failed.value.ename == "UsageError"
+    assert "--context 'nosuch.txt'" in str(failed.value)
+    said = [o["text"] for o in outputs(8) if o.output_type == "stream"]
+    assert len(said) == 1 and said[0].count("\n") == 1  # one line, no traceback
+    assert "neither a notebook expression" in said[0]
