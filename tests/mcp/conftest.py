@@ -18,21 +18,7 @@ pytest.importorskip("mcp", reason="pip install 'rlm-jupyter[mcp]'")
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def server_factory():
-    servers = []
-
-    def make(**kwargs):
-        from rlm_jupyter.testing import ScriptedServer
-
-        srv = ScriptedServer(**kwargs)
-        srv.start()
-        servers.append(srv)
-        return srv
-
-    yield make
-    for srv in servers:
-        srv.stop()
+# server_factory: tests/conftest.py
 
 
 def server_env(srv, tmp_path: Path) -> dict[str, str]:

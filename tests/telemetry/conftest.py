@@ -26,18 +26,4 @@ def exporter():
     provider.shutdown()
 
 
-@pytest.fixture
-def server_factory():
-    servers = []
-
-    def make(**kwargs):
-        from rlm_jupyter.testing import ScriptedServer
-
-        srv = ScriptedServer(**kwargs)
-        srv.start()
-        servers.append(srv)
-        return srv
-
-    yield make
-    for srv in servers:
-        srv.stop()
+# server_factory: tests/conftest.py
