@@ -281,25 +281,12 @@ class Run:
         return None
 
     def _open_sandbox(self) -> None:
-        from rlm_jupyter.sandbox import open_sandbox
-
         settings = self.tree.settings
         if self.host is not None:
             self.sandbox = self.host.acquire(self)
             self.tree.register(self.sandbox)
             return
-        functions = self.host_functions()
-        try:
-            self.sandbox = open_sandbox(settings.sandbox, context=self.context,
-                                        functions=functions, timeout_s=settings.cell_timeout_s,
-                                        memory_mb=settings.memory_mb,
-                                        limits={"max_output": settings.output_chars})
-        except errors.RLMError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise errors.SandboxFailure(
-                f"The {settings.sandbox!r} sandbox could not start: {exc}. "
-                f"Run `rlm doctor`, or choose another with sandbox='local'.") from exc
+        self.sandbox = open_run_sandbox(settings, self.context, self.host_functions())
         self.tree.register(self.sandbox)
 
     def _loop(self) -> tuple[str | None, errors.RLMError | None]:
@@ -1056,3 +1043,22 @@ def _large(context: Any) -> bool:
 def _first_line(text: str, limit: int = 200) -> str:
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     return line if len(line) <= limit else line[:limit] + "..."
+
+
+def open_run_sandbox(settings: Any, context: Any, functions: dict[str, Callable[..., Any]]
+                     ) -> Any:
+    """The sandbox of a run (or of a session's asks), with a failure to start as one typed
+    error that says what to do; it suggests another backend only when there is one to try."""
+    from rlm_jupyter.sandbox import open_sandbox
+
+    try:
+        return open_sandbox(settings.sandbox, context=context, functions=functions,
+                            timeout_s=settings.cell_timeout_s, memory_mb=settings.memory_mb,
+                            limits={"max_output": settings.output_chars})
+    except errors.RLMError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        other = (" or choose another with sandbox='local'" if settings.sandbox != "local"
+                 else "")
+        raise errors.SandboxFailure(f"The {settings.sandbox!r} sandbox could not start: {exc}. "
+                                    f"Run `rlm doctor`{other}.") from exc

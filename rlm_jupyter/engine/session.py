@@ -28,7 +28,7 @@ from rlm_jupyter.engine import prompts
 from rlm_jupyter.engine.budget import Budget
 from rlm_jupyter.engine.cache import ResponseCache
 from rlm_jupyter.engine.llm import LLMClient, get_litellm
-from rlm_jupyter.engine.loop import HOST_FUNCTIONS, Run, RunTree
+from rlm_jupyter.engine.loop import HOST_FUNCTIONS, Run, RunTree, open_run_sandbox
 from rlm_jupyter.engine.output import DEFAULT_MAX_CHARS, OutputSpec, copy_out
 from rlm_jupyter.engine.preflight import check_context, check_credentials
 from rlm_jupyter.engine.result import RunResult
@@ -228,21 +228,9 @@ class Session:
         """The ask is over: keep the sandbox open (the next ask reuses it)."""
 
     def _open_sandbox(self) -> Any:
-        from rlm_jupyter.sandbox import open_sandbox
-
-        settings = self.settings
         names = [*HOST_FUNCTIONS, *self.rlm.tools]
         functions = {name: self._dispatcher(name) for name in names}
-        try:
-            return open_sandbox(settings.sandbox, context=self.context, functions=functions,
-                                timeout_s=settings.cell_timeout_s, memory_mb=settings.memory_mb,
-                                limits={"max_output": settings.output_chars})
-        except errors.RLMError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise errors.SandboxFailure(
-                f"The {settings.sandbox!r} sandbox could not start: {exc}. "
-                f"Run `rlm doctor`, or choose another with sandbox='local'.") from exc
+        return open_run_sandbox(self.settings, self.context, functions)
 
     def _dispatcher(self, name: str) -> Callable[..., Any]:
         """The sandbox keeps calling the same function object; it reaches the current ask."""
