@@ -256,12 +256,25 @@ class OutputChecked(Event):
     repair: int = 0
 
 
+@dataclass
+class GuardrailActed(Event):
+    """A guardrail (``engine/guardrails.py``) changed what the run did this turn: ``fix`` is
+    its switch name, ``detail`` what it did. Shown in the trajectory, counted by the
+    evaluation kit (how often each fix acts on a task set, before measuring it on and off)."""
+
+    type: ClassVar[str] = "guardrail"
+    turn: int = 0
+    fix: str = ""
+    detail: str = ""
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         RunStarted, TurnStarted, ModelChunk, ModelResponse, CodeExecuted, SubCallStarted,
         SubCallFinished, ModelRetry, BudgetWarning, BudgetExceededEvent, ErrorEvent, RunFinished,
         ToolStarted, ToolFinished, HostCallRecorded, SessionNote, OutputChecked,
+        GuardrailActed,
     )
 }
 

@@ -55,13 +55,19 @@ FIXES: dict[str, str] = {
                     "best evidence so far",
     "last_turn_ok": "an answer accepted on the out-of-turns call ends the run ok, not as a "
                     "turn-limit error",
+    "data_hints": "the first message says how the context splits into fields (CSV header, "
+                  "key=value records, log fields, a DataFrame filter with its own columns); a "
+                  "pandas filter without parentheses gets the corrected form",
+    "empty_answer": "a finish of 0, an empty value or None is asked once to check its filter "
+                    "against the data's real format",
     "prompt_cache": "local servers: cache_prompt and a stable id_slot in every root request; "
                     "notes are appended as new messages, never rewritten into the last one",
 }
 
 _ALL = dict.fromkeys(FIXES, True)
 #: The new fixes of issue 18, measured with the local 1.5B model only.
-NEW_FIXES = ("confirm_final", "loop_breaker", "last_turn_ok", "prompt_cache")
+NEW_FIXES = ("confirm_final", "loop_breaker", "last_turn_ok", "prompt_cache", "data_hints",
+             "empty_answer")
 #: The defaults, per profile: what the evaluation kit's numbers support (benchmarks/RESULTS.md,
 #: "Evaluation kit"). "small" is measured (Qwen2.5-Coder 1.5B). "strong" is the engine's
 #: behaviour before the switches existed (what tests/engine/test_runs.py pins): every older fix
@@ -147,6 +153,18 @@ def resolve(setting: Any, model: str | None = None) -> Guardrails:
 
 
 # -- helpers the loop calls for the new fixes -----------------------------------------------------
+_EMPTY = re.compile(r"(0+(\.0+)?|none|null|nan|\[\]|\{\}|\(\)|set\(\)|''|\"\"|"
+                    r"no (rows|lines|matches|results)( found)?)", re.I)
+
+
+def is_empty_answer(value: Any) -> bool:
+    """A finish that says nothing was found: 0, an empty container, None, "" (empty_answer)."""
+    if value is None:
+        return True
+    token = str(value).strip().strip(".").strip()
+    return not token or bool(_EMPTY.fullmatch(token))
+
+
 #: Degenerate replies (loop_breaker) in a row after which the run ends with its best evidence.
 LOOP_BOUND = 3
 _FENCE_ONLY = re.compile(r"^[\s`~]*(repl|python|py|python3|ipython|code)?[\s`~]*$", re.I)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Protocol
 
 from rlm_jupyter import errors
 from rlm_jupyter.config import Settings
+from rlm_jupyter.engine import data_hints
 from rlm_jupyter.engine import events as ev
 from rlm_jupyter.engine import guardrails as gr
 from rlm_jupyter.engine import prompts
@@ -161,6 +162,8 @@ class Run:
         self._stuck = 0  # loop_breaker: stuck replies in a row (empty, fence-only, repeated)
         self._replies: set[str] = set()  # reply texts that gave no answer (loop_breaker)
         self._confirmed = False  # confirm_final asked once
+        self._empty_checked = False  # empty_answer asked once
+        self._cache_noted = False  # prompt_cache reported once
         self._confirm_turn = 0  # the turn whose finish was held back to be confirmed
         self._pending: str | None = None  # a finish the engine held back: best evidence
         self._last_good_code = ""  # the last block that ran without error (loop_breaker)
@@ -294,10 +297,16 @@ class Run:
         # The first model call needs only the context's description, so the sandbox (worker
         # start, context transfer, container start) comes up behind its latency.
         opener = _Background(self._open_sandbox)
+        found = self._key_word_lines() if self.guards.on("key_word_lines") else []
+        if found:
+            self._acted("key_word_lines", ", ".join(f"{t!r}: {n}" for t, n, _ in found))
+        hint = (data_hints.structure_hint(self.context, self.question)
+                if self.guards.on("data_hints") else "")
+        if hint:
+            self._acted("data_hints", hint.split("\n", 1)[0][:200])
         first = prompts.first_user_message(self.question, describe_context(self.context),
-                                           text=isinstance(self.context, str),
-                                           found=(self._key_word_lines() if
-                                                  self.guards.on("key_word_lines") else []))
+                                           text=isinstance(self.context, str), found=found,
+                                           hint=hint)
         if self.preamble:
             first = f"{self.preamble}\n\n{first}"
         if self.output is not None:
@@ -328,6 +337,8 @@ class Run:
                 # loop_breaker: not kept in the history; a concrete next step instead of a
                 # generic nudge, and after LOOP_BOUND in a row the run ends with its evidence.
                 self._stuck += 1
+                self._acted("loop_breaker", f"the reply {stuck}"
+                            + (" (run ended)" if self._stuck >= gr.LOOP_BOUND else ""))
                 if self._stuck >= gr.LOOP_BOUND:
                     return self._stuck_end()
                 self._note(messages, self._loop_note(stuck))
@@ -336,6 +347,7 @@ class Run:
             if repeat:
                 # Not added to the history: the model would copy it again. The next call says
                 # so and samples at a higher temperature (see _loosened_sampling).
+                self._acted("repeat_ladder", "the reply only repeated code that already ran")
                 self._note(messages, prompts.repeat_nudge(self._terms))
                 continue
             if not parsed.code_blocks and parsed.final is None:
@@ -343,12 +355,15 @@ class Run:
                 if self.guards.on("prose_only"):
                     # Prose alone: small models write the output they expect ("25 lines
                     # contain ...", "Final answer: 3577") and later answer from it. Kept out.
+                    self._acted("prose_only", "a reply with no code and no FINAL was dropped")
                     self._note(messages, prompts.NO_CODE_MESSAGE)
                     continue
                 messages.append({"role": "assistant", "content": reply.text})
                 messages.append({"role": "user", "content": prompts.NO_CODE_MESSAGE})
                 continue
             keep_prose = not (parsed.code_blocks and self.guards.on("trailing_prose"))
+            if not keep_prose and parsed.history.strip() != reply.text.strip():
+                self._acted("trailing_prose", "prose after the last code block was dropped")
             messages.append({"role": "assistant",
                              "content": reply.text if keep_prose else parsed.history})
             answer, feedback = self._act_on(parsed)
@@ -380,6 +395,7 @@ class Run:
             # is the marker the engine said no to.
             text = parsed.prose.strip() if parsed.code_blocks else reply.text.strip()
             if self.guards.on("echo_filter") and prompts.echoes_feedback(text, self.question):
+                self._acted("echo_filter", "the last reply only echoed the engine's message")
                 text = ""
             if self.guards.on("loop_breaker") and gr.is_degenerate(text):
                 text = ""
@@ -394,6 +410,7 @@ class Run:
         if accepted and self.guards.on("last_turn_ok"):
             # The model finished on its last call and the engine accepted the finish: a right
             # answer at turn max_iterations + 1 is an answer, not a turn-limit failure.
+            self._acted("last_turn_ok", "the answer of the out-of-turns call ends the run ok")
             return best, None
         if best is None:
             why = (f" Its last answer was refused: {_first_line(feedback)}" if refused and
@@ -596,9 +613,21 @@ class Run:
                   error=why, duration_s=0.0, timed_out=False, restarted=False)
 
     # -- guardrails (engine/guardrails.py) -------------------------------------------------
+    def _acted(self, fix: str, detail: str = "") -> None:
+        """Record that guardrail ``fix`` changed what this run did (a ``guardrail`` event)."""
+        self.emit(ev.GuardrailActed, turn=self.turn, fix=fix, detail=detail[:300])
+
     def _parse(self, text: str) -> ParsedReply:
-        return parse_reply(text, unfenced_code=self.guards.on("unfenced_code"),
-                           literal_final=self.guards.on("literal_final"))
+        unfenced, literal = self.guards.on("unfenced_code"), self.guards.on("literal_final")
+        parsed = parse_reply(text, unfenced_code=unfenced, literal_final=literal)
+        if unfenced or literal:
+            bare = parse_reply(text)
+            recovered = len(parsed.code_blocks) > len(bare.code_blocks)
+            if unfenced and recovered:
+                self._acted("unfenced_code", "code without its opening fence was recovered")
+            elif literal and (parsed.final, parsed.code_blocks) != (bare.final, bare.code_blocks):
+                self._acted("literal_final", "a block with only FINAL(literal) read as prose")
+        return parsed
 
     def _note(self, messages: list[dict[str, str]], note: str) -> None:
         """Tell the model something before the next call, without keeping its reply.
@@ -626,6 +655,7 @@ class Run:
             self._not_run(index, code, f"Not run: the reply {why}.")
         if self.guards.on("repeat_ladder"):
             self._repeats_in_a_row += 1  # and sample the next call hotter
+            self._acted("repeat_ladder", "the next call samples hotter")
         return why
 
     def _resends_confirmed_finish(self, parsed: ParsedReply) -> bool:
@@ -677,6 +707,7 @@ class Run:
             used=self.turn, allowed=self.tree.settings.max_iterations)
 
     def _confirm_note(self, value: str) -> str:
+        self._acted("confirm_final", f"asked to confirm {str(value)[:100]!r}")
         self._confirmed = True
         self._confirm_turn = self.turn
         self._pending = str(value)
@@ -690,6 +721,9 @@ class Run:
         settings = self.tree.settings
         if (self.depth == 0 and self.guards.on("prompt_cache")
                 and gr.is_local_server(settings.api_base, self.model)):
+            if not self._cache_noted:
+                self._cache_noted = True
+                self._acted("prompt_cache", "cache_prompt and id_slot 0 sent to the local server")
             return {"cache_prompt": True, "id_slot": 0}
         return {}
 
@@ -732,6 +766,7 @@ class Run:
             if self.tree.cancel.is_set():
                 raise errors.RunCancelled("The run was cancelled.")
             if guards.on("context_rebind") and rebinds_name(code, "context"):
+                self._acted("context_rebind", "a block that rebinds `context` was not run")
                 self._not_run(index, code, prompts.CONTEXT_REBIND_NOTE)
                 outputs.append(prompts.CONTEXT_REBIND_NOTE)
                 continue
@@ -759,14 +794,24 @@ class Run:
                     if guards.on("final_unknown_name") else None)
             if word is not None and len(parsed.code_blocks) == 1 and not is_placeholder(word):
                 # ``FINAL(billing)`` with no variable ``billing``: the model meant the word.
-                return word, ""
+                self._acted("final_unknown_name", f"FINAL({word}) answers the word")
+                return self._finish(word, notes, final_call)
             if (result.error and not result.timed_out and not result.restarted
                     and prompts.ERROR_NOTE not in notes):
                 missing = re.search(r"NameError: name '(\w+)' is not defined", result.error)
                 hint = (prompts.IMPORTS.get(missing.group(1))
                         if missing and guards.on("import_hints") else None)
-                notes.append(prompts.IMPORT_NOTE.format(name=missing.group(1), statement=hint)
-                             if hint else prompts.ERROR_NOTE)
+                pandas = (data_hints.error_hint(result.error) if guards.on("data_hints")
+                          else None)
+                if hint:
+                    self._acted("import_hints", hint)
+                    notes.append(prompts.IMPORT_NOTE.format(name=missing.group(1),
+                                                            statement=hint))
+                elif pandas:
+                    self._acted("data_hints", "the pandas filter's corrected form")
+                    notes.append(pandas)
+                else:
+                    notes.append(prompts.ERROR_NOTE)
             if not result.error:
                 self._last_good_code = code
             if result.final is not None:
@@ -776,7 +821,11 @@ class Run:
                         outputs.append(_format_output(result))
                         notes.append(self._confirm_note(result.final))
                         break
+                    if self._empty_note(result.final, final_call, notes):
+                        outputs.append(_format_output(result))
+                        break
                     return result.final, ""
+                self._acted("placeholder_final", f"FINAL({result.final}) is a placeholder")
                 notes.append(prompts.PLACEHOLDER_NOTE.format(value=result.final))
             if result.answer.get("ready"):
                 return str(result.answer.get("content", "")), ""
@@ -785,27 +834,31 @@ class Run:
                 and _large(self.context)):
             # Small models ask llm_query "what is X in the context?" without the text, and
             # the sub-model answers with an invented value that then looks like evidence.
+            self._acted("blind_subcall_note", f"{self._blind_subcalls} short llm_query prompt(s)")
             notes.append(prompts.BLIND_SUBCALL_NOTE)
         if parsed.final is not None:
             if parsed.final.kind == "text":
                 value = parsed.final.value
                 if parsed.code_blocks and guards.on("final_with_code"):
+                    self._acted("final_with_code", "a prose FINAL next to code not yet run")
                     self._pending = value
                     notes.append(prompts.FINAL_WITH_CODE_NOTE)
                 elif guards.on("placeholder_final") and is_placeholder(value):
+                    self._acted("placeholder_final", f"FINAL({value[:80]}) is a placeholder")
                     notes.append(prompts.PLACEHOLDER_NOTE.format(value=value))
                 elif guards.on("ungrounded_number") and self._ungrounded(value):
+                    self._acted("ungrounded_number", f"{value[:80]} was never printed")
                     self._pending = value
                     notes.append(prompts.UNGROUNDED_NOTE.format(value=value))
                 elif confirm and self._outputs and not gr.seen_in(value, seen):
                     notes.append(self._confirm_note(value))
-                else:
+                elif not self._empty_note(value, final_call, notes):
                     return value, ""
             else:
                 value = self.sandbox.get_variable(parsed.final.value)
                 if value is not None and confirm and not gr.seen_in(value, seen):
                     notes.append(self._confirm_note(value))
-                elif value is not None:
+                elif value is not None and not self._empty_note(value, final_call, notes):
                     return value, ""
                 else:
                     notes.append(
@@ -815,6 +868,27 @@ class Run:
         if not parsed.code_blocks and not notes:
             return None, prompts.NO_CODE_MESSAGE
         return None, prompts.execution_feedback(outputs, self.question, notes)
+
+    def _finish(self, value: str, notes: list[str], final_call: bool) -> tuple[str | None, str]:
+        """An accepted finish, unless empty_answer asks about it first."""
+        if self._empty_note(value, final_call, notes):
+            return None, prompts.execution_feedback([], self.question, notes)
+        return value, ""
+
+    def _empty_note(self, value: Any, final_call: bool, notes: list[str]) -> bool:
+        """empty_answer: a finish of 0, an empty value or None, the first time, on a turn that
+        can still be answered: ask the model to check its filter against the data. A filter
+        written for a format the data does not have keeps no row and sums to 0; the model
+        reports that 0 as the answer (Qwen2.5-Coder 1.5B, 3 of 3 CSV tasks)."""
+        if (final_call or self._empty_checked or not self.guards.on("empty_answer")
+                or not gr.is_empty_answer(value)):
+            return False
+        self._empty_checked = True
+        self._confirm_turn = self.turn  # "FINAL(0) again" is the confirmation asked for
+        self._pending = str(value)
+        self._acted("empty_answer", f"asked to check the empty answer {str(value)[:60]!r}")
+        notes.append(prompts.EMPTY_NOTE.format(value=str(value)[:60]))
+        return True
 
     def _ungrounded(self, value: str) -> bool:
         """A bare number that no output ever showed: small models invent them (``FINAL(12345)``).

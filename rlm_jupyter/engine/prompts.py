@@ -27,10 +27,10 @@ How to work:
 2. Search or split it with code: to find fixed text, test `"text" in line` on each line, as below (in a regex, escape | . ( ) with a backslash). Use llm_query_batched on chunks when meaning matters.
 3. Print what you find, check it, then finish.
 
-Example: keep the lines that matter, count them and print some, then tally a field:
+Example: keep the lines that meet every condition of the question (written exactly as the data writes them), count them and print some, then tally a field:
 ```repl
 lines = context.splitlines()
-hits = [line for line in lines if "level: ERROR" in line]
+hits = [line for line in lines if "level: ERROR" in line and "zone: eu" in line]
 print(len(hits), "matching lines")
 for line in hits[:10]:
     print(line)
@@ -70,6 +70,12 @@ NOT_FOUND = "{term} does not occur in `context` as written; search for parts of 
 FIRST_LOOK_FOUND = ("what the question asks about, taken with code from all of `context`: keep "
                     "the lines it is about, then count or tally the field it asks for, as in "
                     "the example")
+
+#: With a data hint that holds code (data_hints): small models copy code better than they
+#: follow prose, so the first block is that code with the question's own conditions.
+FIRST_LOOK_HINT = ("the result: adapt the code above to the question (its own fields, values, "
+                   "dates and every condition it names), print the count of rows kept and the "
+                   "answer")
 
 # Quoted phrases, hyphenated or underscored names, numbers of 3+ digits, and capitalised words
 # inside the sentence: the parts of a question most likely to occur verbatim in the data.
@@ -163,6 +169,15 @@ CONFIRM_NOTE = (
     "that prints the rows it uses and the result."
 )
 
+#: empty_answer (guardrails): a finish of 0 / empty / None, asked about once.
+EMPTY_NOTE = (
+    "Check before answering: your answer is {value}. An empty result usually means the filter "
+    "kept no rows because the data is written differently from what the code assumed "
+    "(spelling, case, separators, field order). Print a few lines of `context` and how many "
+    "rows each condition keeps on its own, fix the filter, and compute again. If {value} is "
+    "right, reply with FINAL({value}) alone."
+)
+
 #: loop_breaker (guardrails): after an empty, fence-only or repeated reply.
 LOOP_NOTE = (
     "Your last reply {what}, so nothing ran. Write one ```repl block with real code in it. "
@@ -206,12 +221,17 @@ def key_terms(question: str, limit: int = 3) -> list[str]:
 
 
 def first_user_message(question: str, context_summary: str, text: bool = True,
-                       found: list[tuple[str, int, list[str]]] = ()) -> str:
+                       found: list[tuple[str, int, list[str]]] = (), hint: str = "") -> str:
     """``found``: for some of the question's key words, how often each occurs in the (text)
-    context and the first lines that hold it (see :func:`key_terms`)."""
+    context and the first lines that hold it (see :func:`key_terms`); ``hint``: how to read
+    the data in code (:mod:`.data_hints`), placed after the preview."""
+    if hint:
+        context_summary = f"{context_summary}\n\n{hint}"
+    first_look = (FIRST_LOOK_FOUND if found else FIRST_LOOK_TEXT) if text else FIRST_LOOK_OTHER
+    if hint and "```repl" in hint:
+        first_look = FIRST_LOOK_HINT
     message = FIRST_USER_MESSAGE.format(
-        question=question, context_summary=context_summary,
-        first_look=(FIRST_LOOK_FOUND if found else FIRST_LOOK_TEXT) if text else FIRST_LOOK_OTHER)
+        question=question, context_summary=context_summary, first_look=first_look)
     if not found:
         return message
     parts = []

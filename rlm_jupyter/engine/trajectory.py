@@ -138,8 +138,8 @@ class RunNode:
     elapsed_s: float = 0.0
     subcall_count: int = 0
     warnings: list[str] = field(default_factory=list)
-    #: What a session did to this ask and typed-answer checks (``session_note``,
-    #: ``output_checked``), one line each.
+    #: What a session did to this ask, typed-answer checks and guardrails that acted
+    #: (``session_note``, ``output_checked``, ``guardrail``), one line each.
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -352,6 +352,9 @@ class Trajectory:
             run.notes.append(f"output {event.type_label}: accepted" if event.ok else
                              f"output {event.type_label}: refused (repair {event.repair}): "
                              f"{event.error}")
+        elif isinstance(event, ev.GuardrailActed):
+            run.notes.append(f"guardrail {event.fix} (turn {event.turn})"
+                             + (f": {event.detail}" if event.detail else ""))
         elif isinstance(event, (ev.BudgetWarning, ev.BudgetExceededEvent)):
             word = "warning" if isinstance(event, ev.BudgetWarning) else "exceeded"
             run.warnings.append(f"{event.limit} {word}: {event.used:g} of {event.allowed:g}")

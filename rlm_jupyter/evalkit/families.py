@@ -61,7 +61,7 @@ def make_records(chars: int = DEFAULT_CHARS, seed: int = 0) -> Task:
                 question=f"What plan is the customer with id {target['id']} on?",
                 answer=target["plan"], context="\n".join(lines),
                 context_id=f"records-{chars}-s{seed}", target_tokens=chars // 3,
-                meta={"id": target["id"], "rows": len(rows)})
+                meta={"id": target["id"], "rows": len(rows), "labels": list(PLANS)})
 
 
 def _sales(chars: int, seed: int) -> tuple[list[dict], str]:

@@ -136,7 +136,7 @@ def run_plain(task: Task, *, model: str, api_base: str | None = None, api_key: s
     return Outcome(
         task_id=task.task_id, family=task.family, method="plain",
         target_tokens=task.target_tokens, context_tokens=context_tokens, answer=task.answer,
-        prediction=pred, score=score(task.kind, pred, task.answer),
+        prediction=pred, score=score(task.kind, pred, task.answer, task.meta.get("labels")),
         prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         wall_s=wall, cost_usd=cost, error=err, truncated_to=seen)
@@ -176,7 +176,7 @@ def run_rlm(task: Task, rlm: Any) -> Outcome:
     return Outcome(
         task_id=task.task_id, family=task.family, method="rlm", target_tokens=task.target_tokens,
         context_tokens=int(task.meta.get("context_tokens") or 0), answer=task.answer,
-        prediction=pred, score=score(task.kind, pred, task.answer), prompt_tokens=prompt_t,
+        prediction=pred, score=score(task.kind, pred, task.answer, task.meta.get("labels")), prompt_tokens=prompt_t,
         completion_tokens=compl_t, wall_s=wall, cost_usd=cost, error=err, extra=extra)
 
 

@@ -25,15 +25,23 @@ def normalize(text: Any) -> str:
     return re.sub(r"\s+", " ", s)
 
 
-def score_exact(pred: Any, gold: Any) -> float:
+def score_exact(pred: Any, gold: Any, labels: list[str] | None = None) -> float:
     """1.0 when the normalized prediction equals the gold answer; also when the prediction is
-    a short phrase containing the gold answer and no other candidate is given."""
+    a short phrase containing the gold answer and no other candidate is given.
+
+    ``labels``: the task's closed answer set (a plan, a category). A sentence of any length
+    that names the gold label and no other label is right ("The customer is on a student
+    plan."): it cannot mean another answer."""
     p, g = normalize(pred), normalize(gold)
     if not p:
         return 0.0
     if p == g:
         return 1.0
-    return 1.0 if (len(p) <= len(g) + 30 and re.search(rf"\b{re.escape(g)}\b", p)) else 0.0
+    named = re.search(rf"\b{re.escape(g)}\b", p)
+    if named and labels:
+        others = [normalize(x) for x in labels if normalize(x) != g]
+        return 0.0 if any(re.search(rf"\b{re.escape(o)}\b", p) for o in others) else 1.0
+    return 1.0 if (len(p) <= len(g) + 30 and named) else 0.0
 
 
 def extract_number(pred: Any) -> float | None:
@@ -95,9 +103,10 @@ SCORERS = {"exact": score_exact, "number": score_number, "needle": score_needle,
            "pairs": score_pairs}
 
 
-def score(kind: str, pred: Any, gold: Any) -> float:
+def score(kind: str, pred: Any, gold: Any, labels: list[str] | None = None) -> float:
+    """``labels``: a closed answer set, for ``exact`` tasks that have one."""
     try:
         fn = SCORERS[kind]
     except KeyError:
         raise ValueError(f"Unknown task kind {kind!r}; expected one of {sorted(SCORERS)}") from None
-    return fn(pred, gold)
+    return score_exact(pred, gold, labels) if kind == "exact" and labels else fn(pred, gold)

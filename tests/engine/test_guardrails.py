@@ -218,3 +218,99 @@ def test_resending_the_finishing_block_confirms_it(server_factory, rlm_for):
     result = rlm_for(srv, guardrails="small").run("how many words?", context="a b c d")
     assert result.answer == "4" and result.status == "ok"
     assert "Check before answering" in last_user(srv.requests.roots()[1])
+
+
+# -- empty_answer: a finish of 0 / empty is checked once against the data -------------------------
+def test_an_empty_answer_is_questioned_once_then_a_repeat_confirms_it(server_factory, rlm_for):
+    srv = server_factory(root=[
+        fence("rows = [l for l in context.splitlines() if 'category: garden' in l]\n"
+              "print(len(rows))"),
+        "FINAL(0)", "FINAL(0)"])
+    result = rlm_for(srv, guardrails="small").run("How many garden rows?",
+                                                  context="date,category\n1,garden\n2,toys\n")
+    roots = srv.requests.roots()
+    assert len(roots) == 3
+    assert "your answer is 0" in last_user(roots[2]) and "FINAL(0) alone" in last_user(roots[2])
+    # Repeating FINAL(0) is the confirmation asked for, not a stuck repeat.
+    assert result.answer == "0" and result.status == "ok"
+    acted = [e.fix for e in result.events if e.type == "guardrail"]
+    assert "empty_answer" in acted
+
+
+def test_an_empty_answer_is_corrected(server_factory, rlm_for):
+    srv = server_factory(root=[
+        fence("n = len([l for l in context.splitlines() if 'Garden' in l])\nprint(n)\nFINAL(n)"),
+        fence("n = len([l for l in context.splitlines() if 'garden' in l])\nprint(n)"),
+        "FINAL(1)"])
+    result = rlm_for(srv, guardrails="small,-confirm_final").run(
+        "How many garden rows?", context="a,garden\nb,toys\n")
+    assert result.answer == "1" and result.status == "ok"
+    assert "your answer is 0" in last_user(srv.requests.roots()[1])
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "[]", "None", "", "{}", "no rows found"])
+def test_what_counts_as_an_empty_answer(value):
+    assert gr.is_empty_answer(value)
+
+
+@pytest.mark.parametrize("value", ["10", "0.5", "[1]", "none of them: 3", "garden"])
+def test_what_is_not_an_empty_answer(value):
+    assert not gr.is_empty_answer(value)
+
+
+def test_empty_answer_off_accepts_zero(server_factory, rlm_for):
+    srv = server_factory(root=[fence("print(0)"), "FINAL(0)"])
+    result = rlm_for(srv, guardrails="small,-empty_answer").run("q", context="abc")
+    assert result.answer == "0" and len(srv.requests.roots()) == 2
+
+
+# -- data_hints: how the data splits, from the data; the pandas precedence slip --------------------
+def test_the_first_message_says_how_csv_text_splits(server_factory, rlm_for):
+    csv_text = "date,region,units\n" + "".join(
+        f"2026-0{1 + i % 9}-1{i % 10},{'north' if i % 2 else 'south'},{i}\n" for i in range(30))
+    srv = server_factory(root=[
+        fence("import csv\nrows = list(csv.DictReader(context.splitlines()))\n"
+              "sel = [r for r in rows if r['region'] == 'north']\nprint(len(sel))"),
+        "FINAL(15)"])
+    result = rlm_for(srv, guardrails="small").run("How many north rows?", context=csv_text)
+    first = srv.requests.roots()[0].messages[-1]["content"]
+    assert "CSV text with a header row; its columns: date, region, units" in first
+    assert "csv.DictReader(context.splitlines())" in first
+    assert "r['date'].startswith('2026-01')" in first  # from the data's own first row
+    # The hint's code really runs in the sandbox (the csv facade) and gives the right rows.
+    assert result.answer == "15" and result.status == "ok"
+    srv_off = server_factory(root=["FINAL(1)"])
+    rlm_for(srv_off, guardrails="small,-data_hints").run("q", context=csv_text)
+    assert "DictReader" not in srv_off.requests.roots()[0].messages[-1]["content"]
+
+
+def test_a_pandas_filter_without_parentheses_gets_the_corrected_form(server_factory, rlm_for):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"region": ["north", "south", "north"], "units": [1, 2, 3]})
+    srv = server_factory(root=[
+        fence("print(context[context['region'] == 'north' & context['units'] > 1])"),
+        fence("sel = context[(context['region'] == 'north') & (context['units'] > 1)]\n"
+              "print(sel['units'].sum())"),
+        "FINAL(3)"])
+    result = rlm_for(srv, guardrails="small").run("units?", context=frame)
+    first = srv.requests.roots()[0].messages[-1]["content"]
+    assert "df[(df['region'] == 'north')]" in first
+    assert "each comparison in its own parentheses" in last_user(srv.requests.roots()[1])
+    assert result.answer == "3"
+
+
+def test_every_guardrail_that_acts_is_an_event_in_the_trajectory(server_factory, rlm_for):
+    srv = server_factory(root=["Let me look.", fence("print(1)"), fence("print(1)"),
+                               "FINAL(your answer)", "FINAL(1)"])
+    result = rlm_for(srv, guardrails="small", max_iterations=6).run(
+        "What is the 'kiwi' count?", context="kiwi 1\napple 2\n")
+    acted = [e.fix for e in result.events if e.type == "guardrail"]
+    for fix in ("key_word_lines", "prose_only", "repeat_ladder", "placeholder_final"):
+        assert fix in acted, acted
+    assert set(acted) <= set(gr.FIXES)
+    assert any(n.startswith("guardrail prose_only (turn 1)") for n in result.trajectory.notes)
+    # With every switch off, nothing acts.
+    srv_off = server_factory(root=["Let me look.", fence("print(1)"), "FINAL(1)"])
+    off = rlm_for(srv_off, guardrails="off").run("What is the 'kiwi' count?",
+                                                 context="kiwi 1\napple 2\n")
+    assert not [e for e in off.events if e.type == "guardrail"]

@@ -94,6 +94,16 @@ def test_score_exact(pred: object, gold: str, expected: float) -> None:
     assert score_exact(pred, gold) == expected
 
 
+def test_score_exact_with_a_closed_label_set() -> None:
+    plans = ["basic", "student", "premium"]
+    long = "The customer with id C-78273 is on a student plan, as its record line says."
+    assert score_exact(long, "student") == 0.0  # too long without the label set
+    assert score_exact(long, "student", plans) == 1.0
+    assert score_exact("student or premium, the record is unclear", "student", plans) == 0.0
+    assert score_exact("basic", "student", plans) == 0.0
+    assert score("exact", long, "student", plans) == 1.0
+
+
 def test_score_number_is_075_power_error() -> None:
     assert score_number("42", 42) == 1.0
     assert score_number("There are 44 records.", 42) == pytest.approx(0.75 ** 2)
