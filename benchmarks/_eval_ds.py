@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> Path:
                       output_chars=args.output_chars, guardrails=guard)
             o = run_rlm(task, rlm)
         row = {**o.__dict__, "variant": variant, "seed": seed, "calls": list(meter.calls),
-               "chars": len(task.context), "window": info.n_ctx}
+               "chars": len(task.context), "window": info.n_ctx, "acted": _acted(o)}
         with out.open("a") as f:
             f.write(json.dumps(row, default=str) + "\n")
         pred = (o.prediction or o.error or "")[:70].replace("\n", " ")
@@ -159,6 +159,19 @@ def run(args: argparse.Namespace) -> Path:
               f"score={o.score:.2f} wall={o.wall_s:5.0f}s gold={o.answer!s:.20} pred={pred!r} "
               f"status={o.extra.get('status')}", flush=True)
     return out
+
+
+def _acted(outcome: Any) -> dict[str, int]:
+    """How often each guardrail acted in the run (its ``guardrail`` events, root and children),
+    read from the run's JSONL log."""
+    path = (outcome.extra or {}).get("log_path") if hasattr(outcome, "extra") else None
+    counts: dict[str, int] = {}
+    if path and Path(path).exists():
+        for line in Path(path).read_text().splitlines():
+            event = json.loads(line)
+            if event.get("type") == "guardrail":
+                counts[event["fix"]] = counts.get(event["fix"], 0) + 1
+    return counts
 
 
 # -- the report -------------------------------------------------------------------------------
@@ -277,6 +290,22 @@ def report(paths: list[str]) -> str:
                (f"- Root turn with caching ≤ 0.5x without: {ratio_line.split(': ', 1)[1]}"
                 if ratio_line else "- Root turn with caching ≤ 0.5x without: not measured."),
                f"- All RLM runs in this table: {len(rlm_runs)}."]
+    acted_lines: list[str] = []
+    base = [r for r in rows if r["variant"] == "small" and "acted" in r]
+    if base:
+        from rlm_jupyter.engine.guardrails import FIXES
+
+        ablated = {v.split(",-", 1)[1] for v in variants if v.startswith("small,-")}
+        acted_lines = ["", f"**Where each fix acted** in the {len(base)} `small` runs (its "
+                       "`guardrail` events; a fix that never acted cannot change a run, so it "
+                       "is ablated only where it did):", "",
+                       "| fix | runs where it acted | actions | ablated (`small,-fix`) |",
+                       "|---|---:|---:|:-:|"]
+        for fix in FIXES:
+            n_runs = sum(1 for r in base if r["acted"].get(fix))
+            n_act = sum(r["acted"].get(fix, 0) for r in base)
+            acted_lines.append(f"| `{fix}` | {n_runs}/{len(base)} | {n_act} | "
+                               f"{'yes' if fix in ablated else '-'} |")
     per_task = ["", "<details><summary>Per run</summary>", "",
                 "| variant | task | score | answer | prediction | status | turns | wall s |",
                 "|---|---|---:|---|---|---|---:|---:|"]
@@ -287,7 +316,7 @@ def report(paths: list[str]) -> str:
                         f"{json.dumps(r['answer'])[:30]} | {pred.replace('|', '/')} | "
                         f"{ex.get('status', '-')} | {ex.get('turns', '-')} | {r['wall_s']:.0f} |")
     per_task += ["", "</details>"]
-    return "\n".join(lines + cache_lines + targets + per_task)
+    return "\n".join(lines + cache_lines + acted_lines + targets + per_task)
 
 
 def write_subsection(path: Path, body: str) -> None:

@@ -291,9 +291,22 @@ PRECEDENCE = re.compile(r"unsupported operand type\(s\) for [&|]|Cannot perform 
                         r"|The truth value of a Series is ambiguous")
 
 
+_BAD_NUMBER = re.compile(r"invalid literal for (int|float)\(\)(?: with base 10)?: '([^']{0,40})'"
+                         r"|could not convert string to float: '([^']{0,40})'")
+
+
 def error_hint(error: str) -> str | None:
-    """The corrected form for an error a pandas filter raises when its comparisons are joined
-    without parentheses (``&`` binds tighter than ``==``) or with ``and``/``or``."""
+    """The corrected form for two slips small models repeat turn after turn: a pandas filter
+    whose comparisons are joined without parentheses (``&`` binds tighter than ``==``) or with
+    ``and``/``or``; and ``int()`` of a piece of text with punctuation around the number
+    (``int('969.')`` after splitting a sentence on spaces)."""
+    bad = _BAD_NUMBER.search(error or "")
+    if bad:
+        piece = bad.group(2) if bad.group(2) is not None else bad.group(3)
+        return (f"int()/float() got {piece!r}, which is not only a number (punctuation or "
+                f"words around it). Take the number out of the text with a regular "
+                f"expression: `import re` then `int(re.search(r'\\d+', text).group())` "
+                f"(r'-?\\d+(?:\\.\\d+)?' with float).")
     if not PRECEDENCE.search(error or ""):
         return None
     return ("In pandas, put each comparison in its own parentheses and join them with & (and) "

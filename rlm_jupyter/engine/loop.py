@@ -801,15 +801,15 @@ class Run:
                 missing = re.search(r"NameError: name '(\w+)' is not defined", result.error)
                 hint = (prompts.IMPORTS.get(missing.group(1))
                         if missing and guards.on("import_hints") else None)
-                pandas = (data_hints.error_hint(result.error) if guards.on("data_hints")
-                          else None)
+                slip = (data_hints.error_hint(result.error) if guards.on("data_hints")
+                        else None)
                 if hint:
                     self._acted("import_hints", hint)
                     notes.append(prompts.IMPORT_NOTE.format(name=missing.group(1),
                                                             statement=hint))
-                elif pandas:
-                    self._acted("data_hints", "the pandas filter's corrected form")
-                    notes.append(pandas)
+                elif slip:
+                    self._acted("data_hints", "the corrected form of the error's slip")
+                    notes.append(slip)
                 else:
                     notes.append(prompts.ERROR_NOTE)
             if not result.error:

@@ -108,3 +108,6 @@ def test_frame_hint_and_error_hint():
     assert dh.error_hint("TypeError: unsupported operand type(s) for &: 'str' and 'bool'")
     assert dh.error_hint("ValueError: The truth value of a Series is ambiguous.")
     assert dh.error_hint("NameError: name 'x' is not defined") is None
+    hint = dh.error_hint("ValueError: invalid literal for int() with base 10: '969.'")
+    assert "'969.'" in hint and r"int(re.search(r'\d+', text).group())" in hint
+    assert dh.error_hint("ValueError: could not convert string to float: 'EUR 3.5'")
