@@ -162,6 +162,10 @@ def render_text(source: Any, *, verbose: bool = False) -> str:
         lines.append(f"Q: {one_line(root.question, 100)}")
     for run in runs:
         _text_run(run, lines, indent="", verbose=verbose)
+    if verbose and root.notes:
+        # Session notes, typed-answer checks, guardrails that acted: why the run went as it did.
+        lines.append("Notes:")
+        lines.extend(f"  {one_line(note, 200)}" for note in root.notes)
     if root.answer is not None:
         lines.append("Answer:")
         lines.extend("  " + ln for ln in clip(root.answer, MAX_BLOCK_CHARS).splitlines() or [""])

@@ -7,58 +7,22 @@ kernel interrupt (■) stops a run and leaves the partial view, and the Stop but
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from _lab import (ARTIFACTS, PANEL, cell_at, jupyter_lab, open_notebook, require, run_cell,
+                  shot)
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = os.environ.get("RLM_CHROMIUM", "/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "artifacts"
-TOKEN = "rlm-browser-test"
-
-
-def _missing() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"chromium not found at {CHROMIUM} (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "python playwright not installed (pip install playwright)"
-    if shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)) is None:
-        return "jupyterlab not installed in this environment"
-    return None
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _require_browser() -> None:
-    reason = _missing()
-    if reason:
-        if os.environ.get("RLM_CI") == "1":
-            pytest.fail(f"browser test required in CI: {reason}")
-        pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cell(source: str) -> dict:
-    return {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
-            "source": source}
+    require("jupyter-lab")
 
 
 NOTEBOOK_CELLS = [
@@ -154,72 +118,10 @@ STATIC_CELLS = [
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("lab")
-    for name, cells in (("live.ipynb", NOTEBOOK_CELLS), ("places.ipynb", PLACES_CELLS),
-                        ("static.ipynb", STATIC_CELLS), ("late.ipynb", LATE_CELLS)):
-        nb = {"cells": [_cell(src) for src in cells], "metadata": {
-            "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                           "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
-        (work / name).write_text(json.dumps(nb))
-    # Isolated settings: render every cell (no virtual scrolling), no news popup.
-    settings = work / "settings" / "@jupyterlab"
-    (settings / "notebook-extension").mkdir(parents=True)
-    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
-        '{"windowingMode": "none"}')
-    (settings / "apputils-extension").mkdir(parents=True)
-    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-        '{"fetchNews": "false", "checkForUpdates": false}')
-    port = _free_port()
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True",
-               RLM_LOG_DIR=str(work / "runs"), JUPYTER_CONFIG_DIR=str(work / "cfg"),
-               JUPYTER_RUNTIME_DIR=str(work / "rt"))
-    for name in ("RLM_MODEL", "RLM_API_BASE", "RLM_API_KEY"):
-        env.pop(name, None)
-    log = open(work / "lab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={work}",
-         "--ServerApp.open_browser=False", "--allow-root",
-         f"--LabApp.user_settings_dir={work / 'settings'}",
-         f"--LabApp.workspaces_dir={work / 'workspaces'}"],
-        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    import urllib.request
-
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("jupyter lab exited: " + (work / "lab.log").read_text()[-2000:])
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("jupyter lab did not start within 120 s")
-    try:
+    with jupyter_lab(tmp_path_factory.mktemp("lab"), {
+            "live.ipynb": NOTEBOOK_CELLS, "places.ipynb": PLACES_CELLS,
+            "static.ipynb": STATIC_CELLS, "late.ipynb": LATE_CELLS}) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def _shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=False)
-
-
-PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-CELLS = PANEL + " .jp-Cell"
-
-
-def _cell_at(page, index: int):
-    return page.locator(CELLS).nth(index)
 
 
 def _widget_shot(page, widget, name: str) -> None:
@@ -236,66 +138,29 @@ def _widget_shot(page, widget, name: str) -> None:
                     clip={"x": box["x"], "y": top, "width": box["width"], "height": height})
 
 
-def _run_cell(page, index: int) -> None:
-    cell = _cell_at(page, index)
-    cell.scroll_into_view_if_needed()
-    cell.locator(".jp-InputPrompt").click()
-    page.keyboard.press("Escape")
-    page.keyboard.press("Shift+Enter")
-
-
 def _widget(page, n: int):
     return page.locator(PANEL + " .rlm-w").nth(n)
-
-
-@contextlib.contextmanager
-def _notebook(lab: str, name: str) -> Iterator:
-    """A headless chromium page on ``name`` with its kernel idle; on failure a screenshot and
-    the browser console go to ``artifacts/``."""
-    from playwright.sync_api import expect, sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(120_000)
-        console: list[str] = []
-        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-        page.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
-        try:
-            page.goto(f"{lab}/lab/tree/{name}?token={TOKEN}")
-            page.locator(CELLS).first.wait_for()
-            # Kernel ready: the status bar says Idle.
-            expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=120_000)
-            time.sleep(2)  # the kernel connection settles after the first Idle
-            yield page
-        except Exception:
-            _shot(page, "failure.png")
-            (ARTIFACTS / "browser_console.log").write_text("\n".join(console))
-            raise
-        finally:
-            browser.close()
 
 
 def test_live_view_interrupt_and_stop(lab: str) -> None:
     from playwright.sync_api import expect
 
-    with _notebook(lab, "live.ipynb") as page:
-        _run_cell(page, 0)
-        expect(_cell_at(page, 0).locator(".jp-OutputArea")).to_contain_text("ready", timeout=120_000)
+    with open_notebook(lab, "live.ipynb") as page:
+        run_cell(page, 0)
+        expect(cell_at(page, 0).locator(".jp-OutputArea")).to_contain_text("ready", timeout=120_000)
 
         # --- live run: counters and tree appear while it is running --------------------
-        _run_cell(page, 1)
+        run_cell(page, 1)
         w = _widget(page, 0)
         expect(w.locator(".rlm-status")).to_have_text("running", timeout=60_000)
         expect(w.locator(".rlm-turn").first).to_be_visible()
         expect(w.locator(".rlm-c-subcalls")).to_contain_text(re.compile(r"[1-9]\d* sub-calls"), timeout=60_000)
         assert w.locator(".rlm-status").inner_text() in ("running", "ok")
-        _shot(page, "live_view_running.png")
+        shot(page, "live_view_running.png")
         _widget_shot(page, w, "live_view_widget_running.png")
         expect(w.locator(".rlm-status")).to_have_text("ok", timeout=120_000)
         # The cell ends by refreshing its output with the static fallbacks: wait for that.
-        expect(_cell_at(page, 1).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"))
+        expect(cell_at(page, 1).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"))
         time.sleep(1)
         w = _widget(page, 0)
         expect(w.locator(".rlm-answer")).to_contain_text("4921-ALPHA")
@@ -308,38 +173,38 @@ def test_live_view_interrupt_and_stop(lab: str) -> None:
         subs.click()
         expect(w.locator(".rlm-sub").first).to_be_visible()
         w.locator(".rlm-sub summary").first.click()
-        _shot(page, "live_view_done.png")
+        shot(page, "live_view_done.png")
 
         # --- kernel interrupt mid-run: partial view kept ----------------------------------
-        _run_cell(page, 2)
-        _run_cell(page, 3)
+        run_cell(page, 2)
+        run_cell(page, 3)
         w2 = _widget(page, 1)
         expect(w2.locator(".rlm-c-subcalls")).to_contain_text("running", timeout=60_000)
-        _shot(page, "interrupt_before.png")
+        shot(page, "interrupt_before.png")
         t0 = time.monotonic()
-        _cell_at(page, 3).locator(".jp-InputPrompt").click()
+        cell_at(page, 3).locator(".jp-InputPrompt").click()
         page.keyboard.press("Escape")
         page.keyboard.press("i")
         page.keyboard.press("i")
         expect(w2.locator(".rlm-status")).to_have_text("cancelled", timeout=45_000)
         stopped_in = time.monotonic() - t0
-        cell3 = _cell_at(page, 3)
+        cell3 = cell_at(page, 3)
         expect(cell3.locator(".jp-OutputArea")).to_contain_text("Interrupted", timeout=20_000)
         expect(w2.locator(".rlm-turn").first).to_be_visible()  # partial trajectory shown
-        _shot(page, "interrupt_partial.png")
+        shot(page, "interrupt_partial.png")
         assert stopped_in < 10, stopped_in
 
         # --- background run + Stop button -------------------------------------------------
-        _run_cell(page, 4)
+        run_cell(page, 4)
         w3 = _widget(page, 2)
         expect(w3.locator(".rlm-c-subcalls")).to_contain_text("running", timeout=60_000)
         expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=30_000)
         w3.locator(".rlm-stop").click()
         expect(w3.locator(".rlm-status")).to_have_text("cancelled", timeout=45_000)
-        _shot(page, "background_stopped.png")
+        shot(page, "background_stopped.png")
 
         # --- 2,000 sub-calls: the view keeps up and stays responsive ----------------------
-        _run_cell(page, 5)
+        run_cell(page, 5)
         w4 = _widget(page, 3)
         expect(w4.locator(".rlm-c-subcalls")).to_contain_text("2000 sub-calls", timeout=60_000)
         expect(w4.locator(".rlm-status")).to_have_text("ok", timeout=60_000)
@@ -350,7 +215,7 @@ def test_live_view_interrupt_and_stop(lab: str) -> None:
         opened_in = time.monotonic() - t0
         assert opened_in < 5, opened_in
         w4.scroll_into_view_if_needed()
-        _shot(page, "two_thousand_subcalls.png")
+        shot(page, "two_thousand_subcalls.png")
         _widget_shot(page, w, "live_view_widget.png")
 
 
@@ -359,10 +224,10 @@ def test_open_and_closed_nodes_survive_the_end_of_run_refresh(lab: str) -> None:
     (final sync, re-displayed output); nodes left alone keep their defaults."""
     from playwright.sync_api import expect
 
-    with _notebook(lab, "places.ipynb") as page:
-        _run_cell(page, 0)
-        expect(_cell_at(page, 0).locator(".jp-OutputArea")).to_contain_text("ready", timeout=120_000)
-        _run_cell(page, 1)
+    with open_notebook(lab, "places.ipynb") as page:
+        run_cell(page, 0)
+        expect(cell_at(page, 0).locator(".jp-OutputArea")).to_contain_text("ready", timeout=120_000)
+        run_cell(page, 1)
         w = _widget(page, 0)
         turn = w.locator(".rlm-body > .rlm-run > .rlm-turns > .rlm-turn").first
         child = w.locator("details.rlm-child").first
@@ -379,10 +244,10 @@ def test_open_and_closed_nodes_survive_the_end_of_run_refresh(lab: str) -> None:
         expect(subs).to_have_js_property("open", True)
 
         expect(w.locator(".rlm-status")).to_have_text("ok", timeout=120_000)
-        expect(_cell_at(page, 1).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"))
+        expect(cell_at(page, 1).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"))
         time.sleep(1)
         expect(w.locator(".rlm-answer")).to_contain_text("slow part 0")
-        _shot(page, "kept_places.png")
+        shot(page, "kept_places.png")
         expect(child).to_have_js_property("open", False)
         expect(subs).to_have_js_property("open", True)
         expect(subs.locator(".rlm-sub").nth(0)).to_have_js_property("open", True)
@@ -396,12 +261,12 @@ def test_lab_shows_the_live_widget_and_not_the_static_view(lab: str) -> None:
     the page but hidden where the live widget renders: one view of the run, not two."""
     from playwright.sync_api import expect
 
-    with _notebook(lab, "static.ipynb") as page:
-        _run_cell(page, 0)
-        expect(_cell_at(page, 0).locator(".jp-OutputArea")).to_contain_text("demo",
+    with open_notebook(lab, "static.ipynb") as page:
+        run_cell(page, 0)
+        expect(cell_at(page, 0).locator(".jp-OutputArea")).to_contain_text("demo",
                                                                           timeout=120_000)
-        _run_cell(page, 1)
-        cell = _cell_at(page, 1)
+        run_cell(page, 1)
+        cell = cell_at(page, 1)
         expect(cell.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"),
                                                              timeout=120_000)
         time.sleep(1)
@@ -415,17 +280,17 @@ def test_lab_shows_the_live_widget_and_not_the_static_view(lab: str) -> None:
         expect(static).to_be_hidden()  # ...and is not shown twice
         expect(cell.locator(".jp-OutputArea-child:has(.rlm-static-beside)")).to_be_hidden()
         expect(cell.get_by_text("4921-ALPHA", exact=False).locator("visible=true")).to_have_count(1)
-        _shot(page, "lab_static_hidden.png")
+        shot(page, "lab_static_hidden.png")
 
 
 def test_a_view_opened_mid_run_catches_up(lab: str) -> None:
     from playwright.sync_api import expect
 
-    with _notebook(lab, "late.ipynb") as page:
-        _run_cell(page, 0)
+    with open_notebook(lab, "late.ipynb") as page:
+        run_cell(page, 0)
         first = _widget(page, 0)
         expect(first.locator(".rlm-c-subcalls")).to_contain_text("sub-calls", timeout=60_000)
-        _run_cell(page, 1)
+        run_cell(page, 1)
         second = _widget(page, 1)
         # It missed the first deltas: it must show the turn and the sub-calls so far at once.
         expect(second.locator(".rlm-turn").first).to_be_visible(timeout=30_000)
@@ -436,4 +301,4 @@ def test_a_view_opened_mid_run_catches_up(lab: str) -> None:
             expect(w.locator(".rlm-answer strong")).to_have_text("done")
         second.locator("details.rlm-subs > summary").first.click()
         expect(second.locator(".rlm-sub")).to_have_count(60)
-        _shot(page, "late_view.png")
+        shot(page, "late_view.png")

@@ -3,24 +3,18 @@
 What a user sees: cells change state while the map runs, the total line counts, clicking a
 cell opens that item's trajectory, the Stop button ends a ``--background`` map, the kernel
 interrupt ends a foreground one, and a grid of 1,000 items stays responsive. Screenshots go to
-``artifacts/``. Lab start-up and page helpers come from test_lab.py.
+``artifacts/``. Lab start-up and page helpers come from _lab.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from test_lab import (TOKEN, _cell, _cell_at, _free_port, _notebook, _require_browser,  # noqa: F401
-                      _run_cell, _shot)
+from _lab import cell_at, jupyter_lab, open_notebook, require, run_cell, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -73,58 +67,15 @@ threading.Thread(target=feed).start()""",
 ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _require_browser() -> None:
+    require("jupyter-lab")
+
+
 @pytest.fixture(scope="module")
 def map_lab(tmp_path_factory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("maplab")
-    nb = {"cells": [_cell(src) for src in CELLS], "metadata": {
-        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                       "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
-    (work / "map.ipynb").write_text(json.dumps(nb))
-    settings = work / "settings" / "@jupyterlab"
-    (settings / "notebook-extension").mkdir(parents=True)
-    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
-        '{"windowingMode": "none"}')
-    (settings / "apputils-extension").mkdir(parents=True)
-    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-        '{"fetchNews": "false", "checkForUpdates": false}')
-    port = _free_port()
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True",
-               RLM_LOG_DIR=str(work / "runs"), JUPYTER_CONFIG_DIR=str(work / "cfg"),
-               JUPYTER_RUNTIME_DIR=str(work / "rt"))
-    for name in ("RLM_MODEL", "RLM_API_BASE", "RLM_API_KEY"):
-        env.pop(name, None)
-    log = open(work / "lab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={work}",
-         "--ServerApp.open_browser=False", "--allow-root",
-         f"--LabApp.user_settings_dir={work / 'settings'}",
-         f"--LabApp.workspaces_dir={work / 'workspaces'}"],
-        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    import urllib.request
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("jupyter lab exited: " + (work / "lab.log").read_text()[-2000:])
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("jupyter lab did not start within 120 s")
-    try:
+    with jupyter_lab(tmp_path_factory.mktemp("maplab"), {"map.ipynb": CELLS}) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _grid(page, n: int):
@@ -134,59 +85,59 @@ def _grid(page, n: int):
 def test_map_grid_live_click_interrupt_stop_and_1000_items(map_lab: str) -> None:
     from playwright.sync_api import expect
 
-    with _notebook(map_lab, "map.ipynb") as page:
-        _run_cell(page, 0)
-        expect(_cell_at(page, 0).locator(".jp-OutputArea")).to_contain_text("ready",
+    with open_notebook(map_lab, "map.ipynb") as page:
+        run_cell(page, 0)
+        expect(cell_at(page, 0).locator(".jp-OutputArea")).to_contain_text("ready",
                                                                            timeout=120_000)
         # --- live: cells turn running then ok while the total line counts ----------------
-        _run_cell(page, 1)
+        run_cell(page, 1)
         g = _grid(page, 0)
         expect(g.locator(".rlm-map-cell")).to_have_count(12, timeout=60_000)
         expect(g.locator(".rlm-map-cell.rlm-map-s-running").first).to_be_visible(timeout=60_000)
         expect(g.locator(".rlm-map-total")).to_contain_text("running")
         assert g.locator(".rlm-map-cell.rlm-map-s-queued").count() > 0  # 4 at a time
-        _shot(page, "map_grid_running.png")
+        shot(page, "map_grid_running.png")
         expect(g.locator(".rlm-map-total")).to_contain_text("12/12 done", timeout=120_000)
         expect(g.locator(".rlm-map-cell.rlm-map-s-ok")).to_have_count(12)
-        expect(_cell_at(page, 1).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"))
+        expect(cell_at(page, 1).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"))
         # the static table beside the grid (for nbconvert/GitHub) is hidden where it renders
-        assert _cell_at(page, 1).locator(".rlm-map-static:visible").count() == 0
+        assert cell_at(page, 1).locator(".rlm-map-static:visible").count() == 0
         # --- click a cell: its trajectory (render.py's HTML) opens below the grid ----------
         g.locator(".rlm-map-cell").nth(3).click()
         detail = g.locator(".rlm-map-detail")
         expect(detail).to_contain_text("doc-3")
         expect(detail.locator(".rlm-static")).to_contain_text("103", timeout=30_000)
-        _shot(page, "map_grid_trajectory.png")
+        shot(page, "map_grid_trajectory.png")
 
         # --- kernel interrupt of a foreground map: rows kept, nothing left running ----------
-        _run_cell(page, 2)
-        expect(_cell_at(page, 2).locator(".jp-OutputArea")).to_contain_text("slow")
-        _run_cell(page, 3)
+        run_cell(page, 2)
+        expect(cell_at(page, 2).locator(".jp-OutputArea")).to_contain_text("slow")
+        run_cell(page, 3)
         g2 = _grid(page, 1)
         expect(g2.locator(".rlm-map-cell.rlm-map-s-running").first).to_be_visible(timeout=60_000)
         t0 = time.monotonic()
-        _cell_at(page, 3).locator(".jp-InputPrompt").click()
+        cell_at(page, 3).locator(".jp-InputPrompt").click()
         page.keyboard.press("Escape")
         page.keyboard.press("i")
         page.keyboard.press("i")
-        expect(_cell_at(page, 3).locator(".jp-OutputArea")).to_contain_text(
+        expect(cell_at(page, 3).locator(".jp-OutputArea")).to_contain_text(
             "Interrupted", timeout=60_000)
         assert time.monotonic() - t0 < 30
         expect(g2.locator(".rlm-map-total")).to_contain_text("cancelled", timeout=30_000)
         expect(g2.locator(".rlm-map-cell.rlm-map-s-running")).to_have_count(0)
 
         # --- Stop button on a background map ------------------------------------------------
-        _run_cell(page, 4)
+        run_cell(page, 4)
         g3 = _grid(page, 2)
         expect(g3.locator(".rlm-map-cell.rlm-map-s-running").first).to_be_visible(timeout=60_000)
         g3.locator(".rlm-map-stop").click()
         expect(g3.locator(".rlm-map-total")).to_contain_text("cancelled", timeout=60_000)
         expect(g3.locator(".rlm-map-stop")).to_be_hidden(timeout=30_000)
-        _shot(page, "map_grid_stopped.png")
+        shot(page, "map_grid_stopped.png")
 
         # --- 1,000 items: renders, stays responsive ----------------------------------------
         t0 = time.monotonic()
-        _run_cell(page, 5)
+        run_cell(page, 5)
         g4 = _grid(page, 3)
         expect(g4.locator(".rlm-map-total")).to_contain_text("1000/1000 done", timeout=60_000)
         expect(g4.locator(".rlm-map-cell.rlm-map-s-ok")).to_have_count(1000)
@@ -195,6 +146,6 @@ def test_map_grid_live_click_interrupt_stop_and_1000_items(map_lab: str) -> None
         g4.locator(".rlm-map-cell").nth(999).click()
         expect(g4.locator(".rlm-map-cell").nth(999)).to_have_class(re.compile("rlm-map-sel"))
         click_s = time.monotonic() - t1
-        _shot(page, "map_grid_1000.png")
+        shot(page, "map_grid_1000.png")
         print(f"1000-item grid: rendered in {render_s:.1f}s, a click answered in {click_s:.2f}s")
         assert click_s < 5

@@ -8,19 +8,16 @@ JavaScript from a CDN; the static view the widget puts beside it is what stays r
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from _lab import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, kernel_env, notebook, require
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = os.environ.get("RLM_CHROMIUM", "/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "artifacts"
 ANSWER = "4921-ALPHA"
 
 STATIC_CELLS = [
@@ -30,43 +27,16 @@ STATIC_CELLS = [
 ]
 
 
-def _missing() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"chromium not found at {CHROMIUM} (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "python playwright not installed (pip install playwright)"
-    if shutil.which("jupyter-nbconvert", path=str(Path(sys.executable).parent)) is None:
-        return "nbconvert not installed in this environment"
-    return None
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _require_browser() -> None:
-    reason = _missing()
-    if reason:
-        if os.environ.get("RLM_CI") == "1":
-            pytest.fail(f"browser test required in CI: {reason}")
-        pytest.skip(reason)
-
-
-def notebook(cells: list[str]) -> dict:
-    return {"cells": [{"cell_type": "code", "metadata": {}, "execution_count": None,
-                       "outputs": [], "source": src} for src in cells],
-            "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)",
-                                        "language": "python", "name": "python3"}},
-            "nbformat": 4, "nbformat_minor": 5}
+    require("jupyter-nbconvert")
 
 
 @pytest.fixture(scope="module")
 def executed_html(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("nbconvert")
     (work / "static.ipynb").write_text(json.dumps(notebook(STATIC_CELLS)))
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", RLM_LOG_DIR=str(work / "runs"),
-               RLM_CACHE_DIR=str(work / "cache"), JUPYTER_RUNTIME_DIR=str(work / "rt"))
-    for name in ("RLM_MODEL", "RLM_API_BASE", "RLM_API_KEY"):
-        env.pop(name, None)
+    env = kernel_env(work, RLM_CACHE_DIR=str(work / "cache"))
     done = subprocess.run(
         [sys.executable, "-m", "jupyter", "nbconvert", "--execute", "--to", "html",
          "--ExecutePreprocessor.timeout=300", "static.ipynb"],
@@ -84,9 +54,7 @@ def _open_offline(html: Path, *, javascript: bool, shot: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu",
-                                          "--disable-dev-shm-usage"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(java_script_enabled=javascript,
                                           viewport={"width": 1200, "height": 1600})

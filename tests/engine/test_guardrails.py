@@ -309,6 +309,9 @@ def test_every_guardrail_that_acts_is_an_event_in_the_trajectory(server_factory,
         assert fix in acted, acted
     assert set(acted) <= set(gr.FIXES)
     assert any(n.startswith("guardrail prose_only (turn 1)") for n in result.trajectory.notes)
+    from rlm_jupyter.jupyter.render import render_text  # what `rlm replay` prints
+
+    assert "guardrail placeholder_final" in render_text(result.events, verbose=True)
     # With every switch off, nothing acts.
     srv_off = server_factory(root=["Let me look.", fence("print(1)"), "FINAL(1)"])
     off = rlm_for(srv_off, guardrails="off").run("What is the 'kiwi' count?",
