@@ -126,8 +126,10 @@ PLACEHOLDER_NOTE = (
 )
 
 UNGROUNDED_NOTE = (
-    "Your answer {value} does not appear in any output your code printed. Print the evidence "
-    "first (the lines that contain it), then reply with FINAL."
+    "Your answer {value} does not appear in any output your code printed. If you worked it out "
+    "yourself (a sum, a count, a difference), do it with code instead: put the numbers you "
+    "found in a ```repl block and print the result (arithmetic done without code is often "
+    "wrong). Else print the evidence first (the lines that contain it). Then reply with FINAL."
 )
 
 FINAL_WITH_CODE_NOTE = (
