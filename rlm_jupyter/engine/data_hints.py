@@ -303,10 +303,11 @@ def error_hint(error: str) -> str | None:
     bad = _BAD_NUMBER.search(error or "")
     if bad:
         piece = bad.group(2) if bad.group(2) is not None else bad.group(3)
-        return (f"int()/float() got {piece!r}, which is not only a number (punctuation or "
-                f"words around it). Take the number out of the text with a regular "
-                f"expression: `import re` then `int(re.search(r'\\d+', text).group())` "
-                f"(r'-?\\d+(?:\\.\\d+)?' with float).")
+        return (f"int()/float() got {piece!r}: punctuation or words around the number. Strip "
+                f"them from that same piece first: `int(piece.strip('.,;:!?'))`; or take the "
+                f"number after the words that introduce it: "
+                f"`int(re.search(r'is (\\d+)', line).group(1))`. Not the first digits of the "
+                f"whole line: they may belong to a name like ITEM-2.")
     if not PRECEDENCE.search(error or ""):
         return None
     return ("In pandas, put each comparison in its own parentheses and join them with & (and) "

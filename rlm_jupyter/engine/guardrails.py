@@ -65,7 +65,7 @@ FIXES: dict[str, str] = {
 }
 
 _ALL = dict.fromkeys(FIXES, True)
-#: The new fixes of issue 18, measured with the local 1.5B model only.
+#: The newer fixes (issue 18 and after), measured with the local 1.5B model only.
 NEW_FIXES = ("confirm_final", "loop_breaker", "last_turn_ok", "prompt_cache", "data_hints",
              "empty_answer")
 #: The defaults, per profile: what the evaluation kit's numbers support (benchmarks/RESULTS.md,

@@ -109,5 +109,6 @@ def test_frame_hint_and_error_hint():
     assert dh.error_hint("ValueError: The truth value of a Series is ambiguous.")
     assert dh.error_hint("NameError: name 'x' is not defined") is None
     hint = dh.error_hint("ValueError: invalid literal for int() with base 10: '969.'")
-    assert "'969.'" in hint and r"int(re.search(r'\d+', text).group())" in hint
+    assert "'969.'" in hint and "int(piece.strip('.,;:!?'))" in hint
+    assert r"int(re.search(r'is (\d+)', line).group(1))" in hint
     assert dh.error_hint("ValueError: could not convert string to float: 'EUR 3.5'")
