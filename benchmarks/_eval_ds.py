@@ -306,6 +306,31 @@ def report(paths: list[str]) -> str:
             n_act = sum(r["acted"].get(fix, 0) for r in base)
             acted_lines.append(f"| `{fix}` | {n_runs}/{len(base)} | {n_act} | "
                                f"{'yes' if fix in ablated else '-'} |")
+    # Each fix off, on the tasks where it acted: paired with the `small` run of the same task.
+    small_by_task = {r["task_id"]: r for r in rows if r["variant"] == "small"}
+    ablations = [v for v in variants if v.startswith("small,-")]
+    if ablations:
+        acted_lines += ["", "**Each fix off, on the same tasks** (`small,-fix`, rerun on tasks "
+                        "where the fix acted in the `small` run; `changed`: runs whose answer "
+                        "differs):", "",
+                        "| fix off | tasks | correct with the fix (`small`) | correct without "
+                        "| changed | status ok with / without | loop ends with / without |",
+                        "|---|---:|---:|---:|---:|---:|---:|"]
+        for v in ablations:
+            pairs = [(small_by_task[r["task_id"]], r) for r in rows
+                     if r["variant"] == v and r["task_id"] in small_by_task]
+            if not pairs:
+                continue
+            on = sum(1 for a, _ in pairs if a["score"] >= 0.99)
+            off = sum(1 for _, b in pairs if b["score"] >= 0.99)
+            changed = sum(1 for a, b in pairs if str(a.get("prediction")) != str(b.get("prediction")))
+            ok_on = sum(1 for a, _ in pairs if (a.get("extra") or {}).get("status") == "ok")
+            ok_off = sum(1 for _, b in pairs if (b.get("extra") or {}).get("status") == "ok")
+            loops_on = sum(1 for a, _ in pairs if _loop_run(a))
+            loops_off = sum(1 for _, b in pairs if _loop_run(b))
+            acted_lines.append(f"| `{v.split(',-', 1)[1]}` | {len(pairs)} | {on}/{len(pairs)} | "
+                               f"{off}/{len(pairs)} | {changed} | {ok_on} / {ok_off} | "
+                               f"{loops_on} / {loops_off} |")
     per_task = ["", "<details><summary>Per run</summary>", "",
                 "| variant | task | score | answer | prediction | status | turns | wall s |",
                 "|---|---|---:|---|---|---|---:|---:|"]
