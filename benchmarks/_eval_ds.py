@@ -242,6 +242,10 @@ def report(paths: list[str]) -> str:
         paired = [with_rows[r["task_id"]] for r in flush_rows if r["task_id"] in with_rows]
         w_wall, f_wall = turns(paired, "wall_s"), turns(flush_rows, "wall_s")
         w_eval, f_eval = turns(paired, "evaluated"), turns(flush_rows, "evaluated")
+        def later(rs: list[dict]) -> list[float]:
+            return [c["wall_s"] for r in rs for c in [c for c in r.get("calls", [])
+                                                      if c.get("root")][1:]]
+        w_later, f_later = later(paired), later(flush_rows)
         if w_wall and f_wall:
             ratio = statistics.median(w_wall) / statistics.median(f_wall)
             cache_lines = [
@@ -260,6 +264,13 @@ def report(paths: list[str]) -> str:
                 "", f"Median root turn with caching / without: **{ratio:.2f}x** (target ≤ 0.5x: "
                 f"{'met' if ratio <= 0.5 else 'not met'}).",
             ]
+            if w_later and f_later:
+                cache_lines.append(
+                    f"Root turns after a run's first ({len(w_later)} with, {len(f_later)} "
+                    f"without; the first turn's question and hints are new to the server either "
+                    f"way): median {statistics.median(w_later):.1f} s against "
+                    f"{statistics.median(f_later):.1f} s, "
+                    f"{statistics.median(w_later) / statistics.median(f_later):.2f}x.")
     # The targets, each met / not met / not measured.
     def share(v: str) -> tuple[int, int]:
         vr = [r for r in rows if r["variant"] == v]
