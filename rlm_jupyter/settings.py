@@ -171,7 +171,7 @@ KNOBS: tuple[Knob, ...] = (
        env="RLM_TRACING", traitlet="tracing", cli=("--tracing",), words=("content",)),
     _k("guardrails", str, "auto",
        "Small-model fixes (engine/guardrails.py): auto, small, strong, off, a dict "
-       "{fix: bool}, or 'small,-confirm_final'.", env="RLM_GUARDRAILS",
+       "{fix: bool}, or 'small,-loop_breaker'.", env="RLM_GUARDRAILS",
        traitlet="guardrails", option=("--guardrails",), cli=("--guardrails",)),
     _k("session_idle_s", float, 1800.0,
        "Seconds a session (follow-ups, --session) stays open without a question.",

@@ -32,15 +32,16 @@ def test_auto_picks_a_profile_by_model(model, profile):
 
 def test_profiles_switches_and_overrides():
     assert gr.resolve("off").enabled() == []
-    assert gr.resolve("small").enabled() == list(gr.FIXES)
+    assert gr.resolve("small").enabled() == [f for f in gr.FIXES if f != "confirm_final"]
+    assert gr.resolve("small,+confirm_final").enabled() == list(gr.FIXES)
     strong = gr.resolve("strong")
     assert not any(strong.on(f) for f in gr.NEW_FIXES)
     assert all(strong.on(f) for f in gr.FIXES if f not in gr.NEW_FIXES)
-    g = gr.resolve("small,-confirm_final")
-    assert not g.on("confirm_final") and g.on("loop_breaker")
-    assert g.describe() == "small,-confirm_final"
+    g = gr.resolve("small,+confirm_final")
+    assert g.on("confirm_final") and g.on("loop_breaker")
+    assert g.describe() == "small,+confirm_final"
     g = gr.resolve({"loop_breaker": False}, "openai/qwen2.5-coder-1.5b")
-    assert g.profile == "small" and not g.on("loop_breaker") and g.on("confirm_final")
+    assert g.profile == "small" and not g.on("loop_breaker") and not g.on("confirm_final")
     assert gr.resolve("off,+loop_breaker").enabled() == ["loop_breaker"]
 
 
@@ -68,7 +69,7 @@ def test_a_finish_in_the_block_that_computes_it_is_shown_and_confirmed(server_fa
         fence("rows = [l for l in context.splitlines() if 'march' in l]\n"
               "print(len(rows))\nFINAL(len(rows))"),
         "FINAL(2)"])
-    result = rlm_for(srv, guardrails="small").run("How many march lines?",
+    result = rlm_for(srv, guardrails="small,+confirm_final").run("How many march lines?",
                                                   context="march a\napril b\nmarch c\n")
     assert result.error is None and result.status == "ok" and result.answer == "2"
     roots = srv.requests.roots()
@@ -84,7 +85,7 @@ def test_confirm_is_asked_once_and_a_correction_is_taken(server_factory, rlm_for
               "FINAL(total)"),
         fence("total = sum(int(l.split(',')[1]) for l in context.splitlines())\n"
               "print(total)\nFINAL(total)")])
-    result = rlm_for(srv, guardrails="small").run("total?", context="a,5\nb,7\n")
+    result = rlm_for(srv, guardrails="small,+confirm_final").run("total?", context="a,5\nb,7\n")
     # The second finish is also unseen, but the check is asked once per run.
     assert result.answer == "12" and result.status == "ok"
     assert len(srv.requests.roots()) == 2
@@ -93,12 +94,17 @@ def test_confirm_is_asked_once_and_a_correction_is_taken(server_factory, rlm_for
 def test_an_unprinted_prose_value_is_confirmed(server_factory, rlm_for):
     srv = server_factory(root=[fence("plan = context.split('=')[1]"), "FINAL(gold)",
                                "FINAL(gold)"])
-    result = rlm_for(srv, guardrails="small").run("plan?", context="plan=gold")
+    result = rlm_for(srv, guardrails="small,+confirm_final").run("plan?", context="plan=gold")
     assert result.answer == "gold" and result.status == "ok"
     assert "Check before answering" in last_user(srv.requests.roots()[2])
 
 
 def test_confirm_final_off_accepts_the_blind_finish(server_factory, rlm_for):
+    # Off in "small" (the 1.5B measurements), and off by name.
+    for setting in ("small", "small,-confirm_final"):
+        srv = server_factory(root=[fence("x = len(context)\nFINAL(x)"), "FINAL(never)"])
+        result = rlm_for(srv, guardrails=setting).run("q", context="abc")
+        assert result.answer == "3" and len(srv.requests.roots()) == 1
     srv = server_factory(root=[fence("x = len(context)\nFINAL(x)"), "FINAL(never)"])
     result = rlm_for(srv, guardrails="small,-confirm_final").run("q", context="abc")
     assert result.answer == "3" and len(srv.requests.roots()) == 1
@@ -106,7 +112,7 @@ def test_confirm_final_off_accepts_the_blind_finish(server_factory, rlm_for):
 
 def test_a_value_seen_earlier_is_accepted_at_once(server_factory, rlm_for):
     srv = server_factory(root=[fence("x = len(context)\nprint(x)"), fence("FINAL(x)")])
-    result = rlm_for(srv, guardrails="small").run("q", context="abc")
+    result = rlm_for(srv, guardrails="small,+confirm_final").run("q", context="abc")
     assert result.answer == "3" and len(srv.requests.roots()) == 2
 
 
@@ -132,7 +138,8 @@ def test_fence_only_replies_get_a_concrete_step_then_the_run_ends(server_factory
 def test_the_best_candidate_is_the_answer_when_the_loop_ends(server_factory, rlm_for):
     srv = server_factory(root=[fence("x = 6 * 7\nprint('computing')\nFINAL(x)")] +
                          [""] * 10)
-    result = rlm_for(srv, guardrails="small", max_iterations=10).run("q", context="c")
+    result = rlm_for(srv, guardrails="small,+confirm_final", max_iterations=10).run(
+        "q", context="c")
     assert result.answer == "42" and result.status == "error"
     assert "best candidate" in str(result.error)
 
@@ -215,7 +222,8 @@ def test_off_keeps_a_prose_reply_in_the_history(server_factory, rlm_for):
 def test_resending_the_finishing_block_confirms_it(server_factory, rlm_for):
     block = fence("n = len(context.split())\nFINAL(n)")
     srv = server_factory(root=[block, block])
-    result = rlm_for(srv, guardrails="small").run("how many words?", context="a b c d")
+    result = rlm_for(srv, guardrails="small,+confirm_final").run("how many words?",
+                                                                context="a b c d")
     assert result.answer == "4" and result.status == "ok"
     assert "Check before answering" in last_user(srv.requests.roots()[1])
 
