@@ -108,6 +108,7 @@ class SpanBuilder:
             "tool_started": self._tool_started,
             "tool_finished": self._tool_finished,
             "llm_retry": self._retry,
+            "guardrail": self._guardrail,
             "budget_warning": self._run_event,
             "budget_exceeded": self._run_event,
             "error": self._run_event,
@@ -220,6 +221,18 @@ class SpanBuilder:
         if "message" in data:
             data["message"] = self._text(data["message"])
         run.span.add_event(f"rlm.{e.type}", attributes=data, timestamp=_ns(e.ts))
+
+    def _guardrail(self, e: ev.GuardrailActed) -> None:
+        """A guardrail that acted: an ``rlm.guardrail`` event on the run's span (what it did,
+        which can quote the question or an answer, only with content on)."""
+        with self._lock:
+            run = self._runs.get(e.run_id)
+        if run is None:
+            return
+        data: dict[str, Any] = {"rlm.guardrail.fix": e.fix, "rlm.turn": e.turn}
+        if self.content and e.detail:
+            data["rlm.guardrail.detail"] = self._text(e.detail)
+        run.span.add_event("rlm.guardrail", attributes=data, timestamp=_ns(e.ts))
 
     def _run_finished(self, e: ev.RunFinished) -> None:
         end = _ns(e.ts)

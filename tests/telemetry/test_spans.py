@@ -343,3 +343,24 @@ def test_tool_calls_are_execute_tool_spans_under_their_turn(exporter, server_fac
         assert "rlm.tool.arguments" not in span.attributes  # content is opt-in
     failed = named(spans, "execute_tool broken")[0]
     assert failed.status.status_code.name == "ERROR"
+
+
+def test_a_guardrail_that_acts_is_an_event_on_the_run_span(exporter, server_factory, tmp_path,
+                                                           monkeypatch):
+    srv = server_factory(root=["Let me think about it.", "FINAL(4)"])
+    result = rlm(srv, tmp_path, guardrails="small").run("What is 'kiwi' worth?",
+                                                        context="kiwi 4\n")
+    assert result.answer == "4"
+    run = named(exporter.get_finished_spans(), "rlm.run")[0]
+    acted = [dict(e.attributes) for e in run.events if e.name == "rlm.guardrail"]
+    assert {"rlm.guardrail.fix": "prose_only", "rlm.turn": 1} in acted
+    # What a fix did can quote the question: not exported without content on.
+    assert not any("rlm.guardrail.detail" in a for a in acted)
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    exporter.clear()
+    srv = server_factory(root=["Let me think about it.", "FINAL(4)"])
+    rlm(srv, tmp_path, guardrails="small").run("What is 'kiwi' worth?", context="kiwi 4\n")
+    run = named(exporter.get_finished_spans(), "rlm.run")[0]
+    details = [e.attributes.get("rlm.guardrail.detail") for e in run.events
+               if e.name == "rlm.guardrail"]
+    assert "'kiwi': 1" in details  # key_word_lines: the question's word and its count
