@@ -618,15 +618,10 @@ class Run:
         self.emit(ev.GuardrailActed, turn=self.turn, fix=fix, detail=detail[:300])
 
     def _parse(self, text: str) -> ParsedReply:
-        unfenced, literal = self.guards.on("unfenced_code"), self.guards.on("literal_final")
-        parsed = parse_reply(text, unfenced_code=unfenced, literal_final=literal)
-        if unfenced or literal:
-            bare = parse_reply(text)
-            recovered = len(parsed.code_blocks) > len(bare.code_blocks)
-            if unfenced and recovered:
-                self._acted("unfenced_code", "code without its opening fence was recovered")
-            elif literal and (parsed.final, parsed.code_blocks) != (bare.final, bare.code_blocks):
-                self._acted("literal_final", "a block with only FINAL(literal) read as prose")
+        parsed = parse_reply(text, unfenced_code=self.guards.on("unfenced_code"),
+                             literal_final=self.guards.on("literal_final"))
+        for fix in parsed.guarded:
+            self._acted(fix, _PARSE_ACTIONS[fix])
         return parsed
 
     def _note(self, messages: list[dict[str, str]], note: str) -> None:
@@ -1112,6 +1107,11 @@ def _add_note(messages: list[dict[str, str]], note: str) -> None:
 def _large(context: Any) -> bool:
     """Whether the context is far bigger than a short prompt (strings only: cheap to tell)."""
     return isinstance(context, str) and len(context) > 20 * BLIND_PROMPT_CHARS
+
+
+#: What each parsing guardrail did, for its ``guardrail`` event.
+_PARSE_ACTIONS = {"unfenced_code": "code without its opening fence was recovered",
+                  "literal_final": "a block with only FINAL(literal) read as prose"}
 
 
 def _first_line(text: str, limit: int = 200) -> str:

@@ -34,6 +34,9 @@ class ParsedReply:
     prose: str = ""
     #: The reply up to the end of its last closed code block (see :func:`without_trailing_prose`).
     history: str = ""
+    #: The guardrails that changed this parse ("unfenced_code", "literal_final"): the loop
+    #: reports them as ``guardrail`` events without parsing the reply a second time.
+    guarded: tuple[str, ...] = ()
 
 
 def parse_reply(text: str, *, unfenced_code: bool = True,
@@ -43,12 +46,12 @@ def parse_reply(text: str, *, unfenced_code: bool = True,
     ``unfenced_code`` / ``literal_final``: the guardrails of those names (engine/guardrails.py):
     recover code written without fences; read a block that is only ``FINAL(literal)`` as prose.
     """
-    blocks, prose_lines, history = _split_fences(text, recover=unfenced_code)
+    blocks, prose_lines, history, recovered = _split_fences(text, recover=unfenced_code)
     if unfenced_code and not blocks and "```" not in text and "~~~" not in text:
         candidate = text.strip()
         is_final = _FINAL_LINE.match(candidate) or _FINAL_LOOSE.match(candidate)
         if candidate and not is_final and _looks_like_code(candidate):
-            blocks, prose_lines = [candidate], []
+            blocks, prose_lines, recovered = [candidate], [], True
     # ``FINAL(54)`` alone in a block is an answer written as code; treat it like the same line
     # in prose, so the checks on prose answers (not before the output is seen, grounded, not a
     # placeholder) apply. ``FINAL(count)`` names a variable and still runs as code.
@@ -57,7 +60,9 @@ def parse_reply(text: str, *, unfenced_code: bool = True,
         blocks = [b for b in blocks if not _literal_final(b)]
         prose_lines = [*prose_lines, *literal]
     prose = "\n".join(prose_lines)
-    return ParsedReply(code_blocks=blocks, final=find_final(prose), prose=prose, history=history)
+    guarded = (("unfenced_code",) if recovered else ()) + (("literal_final",) if literal else ())
+    return ParsedReply(code_blocks=blocks, final=find_final(prose), prose=prose, history=history,
+                       guarded=guarded)
 
 
 def without_trailing_prose(text: str) -> str:
@@ -139,9 +144,10 @@ def _names(target: ast.AST, name: str) -> bool:
     return False
 
 
-def _split_fences(text: str, recover: bool = True) -> tuple[list[str], list[str], str]:
-    """Code blocks, prose lines, and the text up to the last closing fence when only prose
-    follows it (the whole text otherwise: no closed block, or one left open at the end)."""
+def _split_fences(text: str, recover: bool = True) -> tuple[list[str], list[str], str, bool]:
+    """Code blocks, prose lines, the text up to the last closing fence when only prose
+    follows it (the whole text otherwise: no closed block, or one left open at the end), and
+    whether code written without its opening fence was recovered (``recover``)."""
     lines = text.splitlines()
     blocks: list[str] = []
     prose: list[str] = []
@@ -166,6 +172,7 @@ def _split_fences(text: str, recover: bool = True) -> tuple[list[str], list[str]
                 continue
             current.append(line)
     history = text
+    recovered = False
     if current is None and last_close is not None and \
             any(line.strip() for line in lines[last_close + 1:]):
         history = "\n".join(lines[:last_close + 1])
@@ -175,11 +182,12 @@ def _split_fences(text: str, recover: bool = True) -> tuple[list[str], list[str]
         elif not blocks and recover:
             # A lone fence at the end: the opening fence was forgotten. Recover the code above
             # it, back to the last blank-line-separated paragraph that still parses.
-            recovered = _recover_unfenced(prose)
-            if recovered:
-                code, prose = recovered
+            found = _recover_unfenced(prose)
+            if found:
+                code, prose = found
                 blocks.append(code)
-    return blocks, prose, history
+                recovered = True
+    return blocks, prose, history, recovered
 
 
 def _close(blocks: list[str], lines: list[str], runnable: bool, lang: str = "repl") -> None:

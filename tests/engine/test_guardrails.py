@@ -309,11 +309,13 @@ def test_a_pandas_filter_without_parentheses_gets_the_corrected_form(server_fact
 
 def test_every_guardrail_that_acts_is_an_event_in_the_trajectory(server_factory, rlm_for):
     srv = server_factory(root=["Let me look.", fence("print(1)"), fence("print(1)"),
-                               "FINAL(your answer)", "FINAL(1)"])
-    result = rlm_for(srv, guardrails="small", max_iterations=6).run(
+                               "FINAL(your answer)", "n = 1\nprint(n)\n```",
+                               fence("FINAL(1)"), "FINAL(1)"])
+    result = rlm_for(srv, guardrails="small", max_iterations=8).run(
         "What is the 'kiwi' count?", context="kiwi 1\napple 2\n")
     acted = [e.fix for e in result.events if e.type == "guardrail"]
-    for fix in ("key_word_lines", "prose_only", "repeat_ladder", "placeholder_final"):
+    for fix in ("key_word_lines", "prose_only", "repeat_ladder", "placeholder_final",
+                "unfenced_code", "literal_final"):
         assert fix in acted, acted
     assert set(acted) <= set(gr.FIXES)
     assert any(n.startswith("guardrail prose_only (turn 1)") for n in result.trajectory.notes)

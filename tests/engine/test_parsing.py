@@ -101,3 +101,16 @@ def test_rebinding_context_is_detected(code, rebinds):
 ])
 def test_prose_after_the_last_block_is_dropped(text, kept):
     assert without_trailing_prose(text) == kept
+
+
+@pytest.mark.parametrize("text,guarded", [
+    ("x = 1\nprint(x)\n```", ("unfenced_code",)),          # the opening fence forgotten
+    ("import re\nprint(re.escape('a.b'))", ("unfenced_code",)),  # no fence at all
+    ("```repl\nFINAL(54)\n```", ("literal_final",)),
+    ("```repl\nprint(1)\n```", ()),
+    ("FINAL(54)", ()),
+])
+def test_a_parse_says_which_guardrails_changed_it(text, guarded):
+    assert parse_reply(text).guarded == guarded
+    # With those guardrails off, the parse is the bare one and says nothing.
+    assert parse_reply(text, unfenced_code=False, literal_final=False).guarded == ()
