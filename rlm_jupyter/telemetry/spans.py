@@ -211,28 +211,27 @@ class SpanBuilder:
         with self._lock:
             self._runs[e.run_id] = _RunState(span, e.parent_run_id, e.sandbox)
 
-    def _run_event(self, e: ev.Event) -> None:
+    def _add_run_event(self, e: ev.Event, data: dict[str, Any]) -> None:
+        """``rlm.<type>`` as an event on the span of the run that emitted ``e``."""
         with self._lock:
             run = self._runs.get(e.run_id)
-        if run is None:
-            return
+        if run is not None:
+            run.span.add_event(f"rlm.{e.type}", attributes=data, timestamp=_ns(e.ts))
+
+    def _run_event(self, e: ev.Event) -> None:
         data = {k: v for k, v in e.to_dict().items()
                 if k in ("limit", "used", "allowed", "kind", "message")}
         if "message" in data:
             data["message"] = self._text(data["message"])
-        run.span.add_event(f"rlm.{e.type}", attributes=data, timestamp=_ns(e.ts))
+        self._add_run_event(e, data)
 
     def _guardrail(self, e: ev.GuardrailActed) -> None:
         """A guardrail that acted: an ``rlm.guardrail`` event on the run's span (what it did,
         which can quote the question or an answer, only with content on)."""
-        with self._lock:
-            run = self._runs.get(e.run_id)
-        if run is None:
-            return
         data: dict[str, Any] = {"rlm.guardrail.fix": e.fix, "rlm.turn": e.turn}
         if self.content and e.detail:
             data["rlm.guardrail.detail"] = self._text(e.detail)
-        run.span.add_event("rlm.guardrail", attributes=data, timestamp=_ns(e.ts))
+        self._add_run_event(e, data)
 
     def _run_finished(self, e: ev.RunFinished) -> None:
         end = _ns(e.ts)
