@@ -7,23 +7,17 @@ from map_helpers import map_root, map_sub
 
 
 @pytest.fixture
-def map_server():
-    from rlm_jupyter.testing import ScriptedServer
-
-    servers = []
+def map_server(server_factory):
+    """A scripted server with the map model (tests/conftest.py's server_factory, stopped
+    after the test)."""
 
     def make(**kwargs):
         kwargs.setdefault("root", map_root)
         kwargs.setdefault("sub", map_sub)
         kwargs.setdefault("strict", False)
-        srv = ScriptedServer(**kwargs)
-        srv.start()
-        servers.append(srv)
-        return srv
+        return server_factory(**kwargs)
 
-    yield make
-    for srv in servers:
-        srv.stop()
+    return make
 
 
 @pytest.fixture
