@@ -17,10 +17,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-#: Characters read from the head of a text context to recognise its shape.
-HEAD_CHARS = 8_000
-#: Lines of that head compared (a shape holds on all of them, or it is not used).
+#: Characters read from the head of a text context: its shape and the values of its fields.
+HEAD_CHARS = 32_000
+#: Lines of that head a shape must hold on (all of them, or it is not used).
 SAMPLE_LINES = 12
+#: Lines of the head whose values the question is linked to.
+HEAD_LINES = 400
 _DELIMITERS = ("\t", " | ", ",", ";", "|")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _NAME = re.compile(r"^[A-Za-z_][\w .-]{0,40}$")
@@ -35,11 +37,12 @@ def _date_tip(value: str) -> str:
     return DATE_TIP.format(day=value[:10], month=value[:7])
 
 
-def _sample(text: str, limit: int = SAMPLE_LINES) -> list[str]:
-    head = text[:HEAD_CHARS * (4 if limit > SAMPLE_LINES else 1)].split("\n")
-    if len(text) > len("\n".join(head)):
+def _head(text: str) -> list[str]:
+    """The non-blank lines of the head (at most ``HEAD_LINES``), read once per hint."""
+    head = text[:HEAD_CHARS].split("\n")
+    if len(text) > HEAD_CHARS:
         head = head[:-1]  # the last line of the head may be cut
-    return [line.rstrip("\r") for line in head if line.strip()][:limit]
+    return [line.rstrip("\r") for line in head if line.strip()][:HEAD_LINES]
 
 
 def _short(value: Any, width: int = 240) -> str:
@@ -173,7 +176,8 @@ def _row_date_tip(row: dict[str, str]) -> str:
 
 def text_hint(text: str, question: str = "") -> str:
     """How lines of ``text`` split into fields, or "" when no shape holds on the head."""
-    lines = _sample(text)
+    head = _head(text)
+    lines = head[:SAMPLE_LINES]
     if len(lines) < 5 or max(len(line) for line in lines) > 400:
         return ""  # prose, or too few lines to tell
     found = _delimited(lines)
@@ -182,7 +186,7 @@ def text_hint(text: str, question: str = "") -> str:
         first = lines[0].split(sep)
         if sep == "," and _is_header(first, lines[1].split(sep)):
             names = [f.strip() for f in first]
-            rows = [dict(zip(names, line.split(sep))) for line in _sample(text, 400)[1:]]
+            rows = [dict(zip(names, line.split(sep))) for line in head[1:]]
             row = rows[0]
             return ("`context` is CSV text with a header row; its columns: "
                     + ", ".join(f.strip() for f in first) + ". Read it, and filter it for the "
@@ -195,7 +199,7 @@ def text_hint(text: str, question: str = "") -> str:
         if all("=" in p for p in parts) or all(": " in p for p in parts):
             kv = "=" if all("=" in p for p in parts) else ": "
             rows = [dict(p.strip().split(kv, 1) for p in line.split(sep) if kv in p)
-                    for line in _sample(text, 400)]
+                    for line in head]
             row = rows[0]
             return (f"Each line of `context` is one record of {kv.strip()!r}-separated fields "
                     f"joined by {sep!r}. Read them (and filter them for the conditions found in "
@@ -207,7 +211,7 @@ def text_hint(text: str, question: str = "") -> str:
                     + FILTER_TIP)
         return (f"Each line of `context` is fields separated by {sep!r}: "
                 f"`line.split({sep!r})` on the first line gives {_short(parts)}. " + FILTER_TIP)
-    tokens = [line.split() for line in _sample(text, 400)]
+    tokens = [line.split() for line in head]
     if min(len(t) for t in tokens[:len(lines)]) >= 3 and len({len(t[0]) for t in tokens}) == 1:
         # Log-like lines: the same kind of first field (a timestamp, an id) on every line.
         fields = tokens[0]
@@ -216,6 +220,7 @@ def text_hint(text: str, question: str = "") -> str:
         width = min(len(t) for t in tokens)
         columns = {f"f[{i}]": [t[i] for t in tokens] for i in range(1, min(width, 4))}
         conds = []
+
         def quote(col: str, word: str) -> str:
             return f"{col} == {_field(columns[col], word)!r}"
 
